@@ -1,0 +1,1 @@
+"""LightSAFT+GPoCM network, its configuration, STFT front end and checkpoint formats."""

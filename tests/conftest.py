@@ -1,0 +1,42 @@
+"""Shared fixtures: the reference folder (skip, or fail on CI, when absent) and tiny models."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from models.lightsaft import LightSAFTNet
+from tests.helpers import REFERENCE_CKPT, REFERENCE_DIR, random_network
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    """../shared/reference; skipped with a reason when absent, a failure when CI=true."""
+    if not REFERENCE_CKPT.is_file():
+        msg = f"reference fixture not found at {REFERENCE_DIR} (expected ../shared/reference beside the repo)"
+        if os.getenv("CI") == "true":
+            pytest.fail(msg + "; CI must have it")
+        pytest.skip(msg)
+    return REFERENCE_DIR
+
+
+@pytest.fixture(scope="session")
+def reference_model(reference_dir):
+    from models.checkpoint import load_checkpoint
+
+    return load_checkpoint(reference_dir / "lightsaft_small_random.ckpt")
+
+
+@pytest.fixture()
+def tiny_network() -> LightSAFTNet:
+    return random_network()
+
+
+@pytest.fixture()
+def tiny_ckpt(tmp_path, tiny_network) -> Path:
+    from models.checkpoint import save_lightning_checkpoint
+
+    path = tmp_path / "tiny.ckpt"
+    save_lightning_checkpoint(path, tiny_network)
+    return path

@@ -1,0 +1,46 @@
+"""Helpers shared by the tests: paths, a tiny model configuration, generated audio."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.config import LightSAFTConfig
+from models.lightsaft import LightSAFTNet
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = Path(os.getenv("MDX_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))
+REFERENCE_CKPT = REFERENCE_DIR / "lightsaft_small_random.ckpt"
+
+#: A small member of the LightSAFT family: runs in milliseconds, same code paths.
+TINY_CONFIG = LightSAFTConfig(n_fft=512, hop_length=256, num_frame=128, n_blocks=5,
+                              internal_channels=4, n_internal_layers=2, num_tdfs=3, dk=8,
+                              embedding_dim=8, bn_factor=8, min_bn_units=4, control_n_layer=3)
+
+
+def random_network(cfg: LightSAFTConfig = TINY_CONFIG, seed: int = 0) -> LightSAFTNet:
+    """A network with random weights and non-trivial BatchNorm statistics, in eval mode."""
+    torch.manual_seed(seed)
+    net = LightSAFTNet(cfg)
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * (0.5 if p.dim() > 1 else 0.1))
+        for m in net.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+    return net.eval()
+
+
+def music_like(n_samples: int, seed: int = 0, sr: int = 44100) -> np.ndarray:
+    """Deterministic stereo test signal: tones, a sweep and noise bursts, peak 0.8."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_samples) / sr
+    left = 0.3 * np.sin(2 * np.pi * 110 * t) + 0.2 * np.sin(2 * np.pi * (300 + 200 * t) * t)
+    right = 0.3 * np.sin(2 * np.pi * 220 * t + 0.5) + 0.1 * rng.standard_normal(n_samples)
+    audio = np.stack([left, right], axis=1)
+    peak = np.abs(audio).max() or 1.0
+    return (0.8 * audio / peak).astype(np.float32)
