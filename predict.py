@@ -26,6 +26,7 @@ from models.constants import SOURCES  # noqa: E402
 ENV_MODEL = "MDX_MODEL"
 ENV_BACKEND = "MDX_BACKEND"
 ENV_THREADS = "MDX_THREADS"
+ENV_MODE = "MDX_MODE"
 #: The kit's own trained checkpoint (see models/checkpoints/README.md).
 DEFAULT_MODEL = REPO_ROOT / "models" / "checkpoints" / "lightsaft_small_mdxkit.ckpt"
 
@@ -50,10 +51,11 @@ class LightSAFTPredictor(MusicDemixingPredictor):
     """LightSAFT+GPoCM behind the AIcrowd ``MusicDemixingPredictor`` interface."""
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None, backend: str | None = None,
-                 threads: int | None = None, progress: bool = False) -> None:
+                 threads: int | None = None, progress: bool = False, mode: str | None = None) -> None:
         super().__init__()
         self.model_path = model_path
         self.backend = backend or os.getenv(ENV_BACKEND) or None
+        self.mode = mode or os.getenv(ENV_MODE) or "exact"
         env_threads = os.getenv(ENV_THREADS)
         self.threads = threads or (int(env_threads) if env_threads else None)
         self.progress = progress
@@ -64,7 +66,8 @@ class LightSAFTPredictor(MusicDemixingPredictor):
         """Load the model once (the grader times this under its setup limit)."""
         from separation import load_separator
 
-        self.separator = load_separator(resolve_model_path(self.model_path), self.backend, self.threads)
+        self.separator = load_separator(resolve_model_path(self.model_path), self.backend, self.threads,
+                                        mode=self.mode)
 
     def prediction(self, mixture_file_path: str, bass_file_path: str, drums_file_path: str,
                    other_file_path: str, vocals_file_path: str) -> None:
@@ -118,7 +121,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
 
     try:
         model = resolve_model_path(args.checkpoint)
-        predictor = LightSAFTPredictor(model, args.backend, args.threads, progress=not args.quiet)
+        predictor = LightSAFTPredictor(model, args.backend, args.threads, progress=not args.quiet, mode=args.mode)
         predictor.prediction_setup()
     except (ModelNotFoundError, CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -142,7 +145,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
 
 
 def cmd_grader(args: argparse.Namespace) -> int:
-    predictor = LightSAFTPredictor(args.checkpoint, args.backend, args.threads, progress=False)
+    predictor = LightSAFTPredictor(args.checkpoint, args.backend, args.threads, progress=False, mode=args.mode)
     predictor.run()
     print(f"stems written under {predictor.results_data_path}", file=sys.stderr)
     return 0
@@ -158,7 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"model file (.ckpt, .pt, .onnx, .ts); default ${ENV_MODEL} or {DEFAULT_MODEL.relative_to(REPO_ROOT)}")
         p.add_argument("--backend", choices=["torch", "torchscript", "onnx"], default=None,
                        help="inference backend; default: from the model file's ending")
-        p.add_argument("--threads", type=int, default=None, help="intra-op CPU threads (default: library default)")
+        p.add_argument("--threads", type=int, default=None,
+                       help="intra-op CPU threads (default: the CPUs this process may use)")
+        p.add_argument("--mode", choices=["exact", "fast"], default=None,
+                       help="exact: the original's windowing (default); fast: approximate, longer cross-faded windows")
 
     sep = sub.add_parser("separate", help="separate audio files into DIR/<name>/<source>.wav")
     sep.add_argument("mixtures", nargs="+", help="input audio files (any rate, mono or stereo)")

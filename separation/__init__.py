@@ -5,17 +5,20 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from .backends import Backend, TorchBackend
+from .backends import Backend, OnnxBackend, TorchBackend, TorchScriptBackend, available_cpus
 from .engine import ArraySource, AudioSource, ProgressCallback, Separator, StageTimes
 from .geometry import WindowGeometry
 
 __all__ = [
-    "ArraySource", "AudioSource", "Backend", "ProgressCallback", "Separator", "StageTimes",
-    "TorchBackend", "WindowGeometry", "backend_for_path", "load_separator", "separate_file",
+    "ArraySource", "AudioSource", "Backend", "OnnxBackend", "ProgressCallback", "Separator",
+    "StageTimes", "TorchBackend", "TorchScriptBackend", "WindowGeometry", "available_cpus",
+    "backend_for_path", "load_backend", "load_separator", "separate_file",
 ]
 
 #: File endings and the backend each implies when ``--backend`` is not given.
-BACKEND_BY_SUFFIX = {".ckpt": "torch", ".pt": "torch", ".pth": "torch"}
+BACKEND_BY_SUFFIX = {".ckpt": "torch", ".pt": "torch", ".pth": "torch", ".ts": "torchscript",
+                     ".onnx": "onnx"}
+BACKENDS = ("torch", "torchscript", "onnx")
 
 
 def backend_for_path(path: str | os.PathLike[str]) -> str:
@@ -27,23 +30,41 @@ def backend_for_path(path: str | os.PathLike[str]) -> str:
     return BACKEND_BY_SUFFIX[suffix]
 
 
-def load_separator(model_path: str | os.PathLike[str], backend: str | None = None,
-                   threads: int | None = None, windows_per_batch: int = 1) -> Separator:
-    """Load a model file into a :class:`Separator` (exact windowing).
+def load_backend(model_path: str | os.PathLike[str], backend: str | None = None,
+                 threads: int | None = None, fold_bn: bool = True):
+    """Load a model file into a backend; returns ``(backend, stft_window)``.
 
-    ``backend`` defaults to what the file ending implies; ``threads`` sets intra-op threads.
+    ``backend`` defaults to what the file ending implies; ``threads`` sets intra-op threads
+    (default: the CPUs this process may use).
     """
     import torch
 
     from models.checkpoint import load_checkpoint
 
     backend = backend or backend_for_path(model_path)
-    if threads:
-        torch.set_num_threads(threads)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    threads = threads or available_cpus()
+    torch.set_num_threads(threads)
     if backend == "torch":
         loaded = load_checkpoint(model_path)
-        return Separator(TorchBackend(loaded.network), loaded.window, windows_per_batch)
-    raise ValueError(f"unknown backend {backend!r}; choose torch")
+        return TorchBackend(loaded.network, fold_bn=fold_bn), loaded.window
+    if backend == "torchscript":
+        ts = TorchScriptBackend(model_path)
+        return ts, ts.window
+    ort_backend = OnnxBackend(model_path, threads=threads)
+    return ort_backend, ort_backend.window
+
+
+def load_separator(model_path: str | os.PathLike[str], backend: str | None = None,
+                   threads: int | None = None, windows_per_batch: int = 1, mode: str = "exact") -> Separator:
+    """Load a model file (.ckpt/.pt checkpoint, .ts TorchScript, .onnx) into a :class:`Separator`.
+
+    ``mode`` is ``"exact"`` (the original's windowing, bit-for-bit within 1e-5) or ``"fast"``
+    (approximate: longer windows, cross-faded).
+    """
+    model, window = load_backend(model_path, backend, threads)
+    return Separator(model, window, windows_per_batch, mode=mode)
 
 
 def separate_file(separator: Separator, mixture_path: str | os.PathLike[str],

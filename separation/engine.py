@@ -65,21 +65,22 @@ class StageTimes(dict):
 
 
 class Separator:
-    """Separates tracks with a backend in the original's exact windowing.
+    """Separates tracks with a backend, in exact (the original's) or fast windowing.
 
     ``windows_per_batch`` windows are read and transformed together; their four targets are
     handled by the backend. Peak memory grows with it, speed barely does on CPU.
     """
 
     def __init__(self, backend: Backend, window: torch.Tensor | None = None,
-                 windows_per_batch: int = 1) -> None:
+                 windows_per_batch: int = 1, mode: str = "exact") -> None:
         if windows_per_batch < 1:
             raise ValueError("windows_per_batch must be >= 1")
         cfg = backend.config
         self.backend = backend
         self.config = cfg
         self.spectral = Spectral(cfg.n_fft, cfg.hop_length, window)
-        self.geometry = WindowGeometry.exact(cfg)
+        self.geometry = WindowGeometry.for_mode(cfg, mode)
+        self.mode = mode
         self.windows_per_batch = windows_per_batch
         self.sources = SOURCES[: cfg.control_input_dim]
 
@@ -101,6 +102,8 @@ class Separator:
                     progress(start + n, total)
                 yield start, np.zeros((len(self.sources), n, N_AUDIO_CHANNELS), dtype=np.float32)
             return
+        fade_in = torch.from_numpy(geo.fade_in())[:, None] if geo.crossfade else None
+        carry: torch.Tensor | None = None  # faded-out overlap of the previous window
         for first in range(0, n_windows, self.windows_per_batch):
             indices = range(first, min(first + self.windows_per_batch, n_windows))
             with times.stage("read"):
@@ -115,11 +118,19 @@ class Separator:
                     n_win, n_src = out_spec.shape[:2]
                     audio = self.spectral.to_audio(out_spec.reshape((n_win * n_src,) + tuple(out_spec.shape[2:])))
                     audio = audio.reshape(n_win, n_src, -1, N_AUDIO_CHANNELS)
-                    kept = audio[:, :, geo.trim:geo.window - geo.trim]  # (N, S, step, 2)
-                    kept = kept.permute(1, 0, 2, 3).reshape(n_src, n_win * geo.step, N_AUDIO_CHANNELS)
+                    kept = audio[:, :, geo.trim:geo.trim + geo.kept]  # (N, S, step + crossfade, 2)
+                    pieces = []
+                    for k in range(n_win):
+                        piece = kept[k].clone()
+                        if fade_in is not None:
+                            if carry is not None:
+                                piece[:, :geo.crossfade] = piece[:, :geo.crossfade] * fade_in + carry
+                            carry = piece[:, geo.step:] * fade_in.flip(0)
+                        pieces.append(piece[:, :geo.step])
+                    stitched = torch.cat(pieces, dim=1)  # (S, n_win * step, 2)
             start = first * geo.step
-            n_keep = min(kept.shape[1], total - start)
-            block = np.ascontiguousarray(kept[:, :n_keep].numpy(), dtype=np.float32)
+            n_keep = min(stitched.shape[1], total - start)
+            block = np.ascontiguousarray(stitched[:, :n_keep].numpy(), dtype=np.float32)
             if progress is not None:
                 progress(start + n_keep, total)
             yield start, block

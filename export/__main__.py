@@ -1,0 +1,48 @@
+"""``python -m export CKPT --format onnx|torchscript|all --out DIR``: export and prove parity."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .parity import ParityError, check_artifact
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
+    parser.add_argument("checkpoint", help="LightSAFT checkpoint (.ckpt Lightning format or state_dict .pt)")
+    parser.add_argument("--format", choices=["onnx", "torchscript", "all"], default="all")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--name", default=None, help="file name stem (default: the checkpoint's)")
+    args = parser.parse_args(argv)
+
+    from models.checkpoint import CheckpointError, load_checkpoint
+
+    from .exporters import export_onnx, export_torchscript
+
+    try:
+        model = load_checkpoint(args.checkpoint)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = args.name or Path(args.checkpoint).stem
+    formats = ["onnx", "torchscript"] if args.format == "all" else [args.format]
+    status = 0
+    for fmt in formats:
+        path = out / f"{name}.{'onnx' if fmt == 'onnx' else 'ts'}"
+        (export_onnx if fmt == "onnx" else export_torchscript)(model, path)
+        try:
+            report = check_artifact(model, path)
+        except ParityError as exc:
+            path.unlink(missing_ok=True)
+            print(f"FAILED {fmt}: {exc} (artifact removed)", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{fmt:12s} {path}  {path.stat().st_size / 2**20:.1f} MiB  {report}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
