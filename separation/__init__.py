@@ -8,11 +8,13 @@ from typing import Mapping
 from .backends import Backend, OnnxBackend, TorchBackend, TorchScriptBackend, available_cpus
 from .engine import ArraySource, AudioSource, ProgressCallback, Separator, StageTimes
 from .geometry import WindowGeometry
+from .timebudget import DeadlineController, Variant, extras_for
 
 __all__ = [
-    "ArraySource", "AudioSource", "Backend", "OnnxBackend", "ProgressCallback", "Separator",
+    "ArraySource", "AudioSource", "Backend", "DeadlineController", "OnnxBackend", "ProgressCallback", "Separator",
     "StageTimes", "TorchBackend", "TorchScriptBackend", "WindowGeometry", "available_cpus",
-    "backend_for_path", "load_backend", "load_separator", "separate_file",
+    "Variant", "backend_for_path", "extras_for", "load_backend", "load_separator",
+    "measure_pass_seconds", "separate_file",
 ]
 
 #: File endings and the backend each implies when ``--backend`` is not given.
@@ -70,8 +72,12 @@ def load_separator(model_path: str | os.PathLike[str], backend: str | None = Non
 def separate_file(separator: Separator, mixture_path: str | os.PathLike[str],
                   out_paths: Mapping[str, str | os.PathLike[str]],
                   progress: ProgressCallback | None = None,
-                  times: StageTimes | None = None) -> StageTimes:
-    """Separate one file and write every stem in ``out_paths`` ({source: path}) atomically."""
+                  times: StageTimes | None = None,
+                  budget: DeadlineController | None = None) -> StageTimes:
+    """Separate one file and write every stem in ``out_paths`` ({source: path}) atomically.
+
+    With a ``budget`` controller the windows are planned against its deadline (see
+    ``separation.timebudget``)."""
     from audio_io import StemWriter, open_mixture
 
     times = times if times is not None else StageTimes()
@@ -82,7 +88,7 @@ def separate_file(separator: Separator, mixture_path: str | os.PathLike[str],
         source = open_mixture(mixture_path)
     try:
         with StemWriter({s: out_paths[s] for s in separator.sources}) as writer:
-            for _, block in separator.iter_blocks(source, progress, times):
+            for _, block in separator.iter_blocks(source, progress, times, budget):
                 with times.stage("write"):
                     for i, name in enumerate(separator.sources):
                         writer.write(name, block[i])
@@ -90,3 +96,23 @@ def separate_file(separator: Separator, mixture_path: str | os.PathLike[str],
         if hasattr(source, "close"):
             source.close()
     return times
+
+
+def measure_pass_seconds(separator: Separator, repeats: int = 2) -> float:
+    """Measured wall time of one plain pass (one window, every target) on this machine.
+
+    The first run warms up the backend; the fastest of the others is returned.
+    """
+    import time
+
+    from export.parity import parity_signal
+
+    geo = separator.geometry
+    source = ArraySource(parity_signal(geo.window + geo.step, seed=7))
+    best = float("inf")
+    for attempt in range(repeats + 1):
+        t0 = time.perf_counter()
+        separator.run_windows(source, [1], Variant("plain"), StageTimes())
+        if attempt:  # the first run only warms up
+            best = min(best, time.perf_counter() - t0)
+    return best

@@ -18,6 +18,7 @@ from models.spectral import Spectral
 
 from .backends import Backend
 from .geometry import WindowGeometry
+from .timebudget import PLAIN, DeadlineController, Variant
 
 ProgressCallback = Callable[[int, int], None]  # (samples done, total samples)
 
@@ -85,10 +86,12 @@ class Separator:
         self.sources = SOURCES[: cfg.control_input_dim]
 
     def iter_blocks(self, source: AudioSource, progress: ProgressCallback | None = None,
-                    times: StageTimes | None = None) -> Iterator[tuple[int, np.ndarray]]:
+                    times: StageTimes | None = None,
+                    budget: DeadlineController | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(first_sample, stems)`` blocks in order; stems is (n_sources, n, 2) float32.
 
-        The blocks tile ``[0, source.n_samples)`` exactly.
+        The blocks tile ``[0, source.n_samples)`` exactly. With a ``budget`` controller each
+        window is planned and policed against its deadline (one window per step).
         """
         times = times if times is not None else StageTimes()
         geo = self.geometry
@@ -104,36 +107,67 @@ class Separator:
             return
         fade_in = torch.from_numpy(geo.fade_in())[:, None] if geo.crossfade else None
         carry: torch.Tensor | None = None  # faded-out overlap of the previous window
-        for first in range(0, n_windows, self.windows_per_batch):
-            indices = range(first, min(first + self.windows_per_batch, n_windows))
-            with times.stage("read"):
-                batch = np.stack([source.read(geo.window_start(c), geo.window_start(c) + geo.window)
-                                  for c in indices])
-            with torch.inference_mode():
-                with times.stage("stft"):
-                    spec = self.spectral.to_spec(torch.from_numpy(batch))
-                with times.stage("network"):
-                    out_spec = self.backend.separate_spec(spec)  # (N, S, 4, T, F)
-                with times.stage("istft"):
-                    n_win, n_src = out_spec.shape[:2]
-                    audio = self.spectral.to_audio(out_spec.reshape((n_win * n_src,) + tuple(out_spec.shape[2:])))
-                    audio = audio.reshape(n_win, n_src, -1, N_AUDIO_CHANNELS)
-                    kept = audio[:, :, geo.trim:geo.trim + geo.kept]  # (N, S, step + crossfade, 2)
-                    pieces = []
-                    for k in range(n_win):
-                        piece = kept[k].clone()
-                        if fade_in is not None:
-                            if carry is not None:
-                                piece[:, :geo.crossfade] = piece[:, :geo.crossfade] * fade_in + carry
-                            carry = piece[:, geo.step:] * fade_in.flip(0)
-                        pieces.append(piece[:, :geo.step])
-                    stitched = torch.cat(pieces, dim=1)  # (S, n_win * step, 2)
+        per_step = 1 if budget is not None else self.windows_per_batch
+        for first in range(0, n_windows, per_step):
+            indices = list(range(first, min(first + per_step, n_windows)))
+            if budget is None:
+                kept = self.run_windows(source, indices, PLAIN, times)
+            else:
+                c = indices[0]
+                kept = budget.run_window(c, n_windows,
+                                         lambda variant: self.run_windows(source, [c], variant, times)[0],
+                                         lambda: self._fallback_window(source, c))[None]
+            pieces = []
+            for piece in kept:  # (S, step + crossfade, 2) per window
+                piece = piece.clone()
+                if fade_in is not None:
+                    if carry is not None:
+                        piece[:, :geo.crossfade] = piece[:, :geo.crossfade] * fade_in + carry
+                    carry = piece[:, geo.step:] * fade_in.flip(0)
+                pieces.append(piece[:, :geo.step])
+            stitched = torch.cat(pieces, dim=1)  # (S, n_win * step, 2)
             start = first * geo.step
             n_keep = min(stitched.shape[1], total - start)
             block = np.ascontiguousarray(stitched[:, :n_keep].numpy(), dtype=np.float32)
             if progress is not None:
                 progress(start + n_keep, total)
             yield start, block
+
+    def run_windows(self, source: AudioSource, indices: list[int], variant: Variant,
+                          times: StageTimes) -> torch.Tensor:
+        """Windows ``indices`` through STFT, backend and iSTFT -> kept parts (N, S, kept, 2)."""
+        geo = self.geometry
+        with times.stage("read"):
+            batch = np.stack([source.read(geo.window_start(c) + variant.shift,
+                                          geo.window_start(c) + variant.shift + geo.window) for c in indices])
+            if variant.swap:
+                batch = batch[..., ::-1]
+            if variant.invert:
+                batch = -batch
+            batch = np.ascontiguousarray(batch)
+        with torch.inference_mode():
+            with times.stage("stft"):
+                spec = self.spectral.to_spec(torch.from_numpy(batch))
+            with times.stage("network"):
+                out_spec = self.backend.separate_spec(spec)  # (N, S, 4, T, F)
+            with times.stage("istft"):
+                n_win, n_src = out_spec.shape[:2]
+                audio = self.spectral.to_audio(out_spec.reshape((n_win * n_src,) + tuple(out_spec.shape[2:])))
+                audio = audio.reshape(n_win, n_src, -1, N_AUDIO_CHANNELS)
+                first = geo.trim - variant.shift  # the same mixture samples whatever the shift
+                kept = audio[:, :, first:first + geo.kept]
+                if variant.swap:
+                    kept = kept.flip(-1)
+                if variant.invert:
+                    kept = -kept
+        return kept
+
+    def _fallback_window(self, source: AudioSource, index: int) -> torch.Tensor:
+        """No-network estimate of window ``index``: the mixture / n_sources for every source."""
+        geo = self.geometry
+        start = index * geo.step
+        mix = torch.from_numpy(source.read(start, start + geo.kept)) / len(self.sources)
+        return mix[None].expand(len(self.sources), -1, -1).clone()
 
     def separate(self, audio: np.ndarray, progress: ProgressCallback | None = None,
                  times: StageTimes | None = None) -> dict[str, np.ndarray]:

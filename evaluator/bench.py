@@ -1,0 +1,265 @@
+"""Latency benchmark: ``python -m evaluator.bench CKPT [--seconds 60] [--out DIR]``.
+
+Times, in one run and on one input, the plain eager path (the original pipeline's shape: batches
+of 32 (window, target) items, an STFT per target, no shared stem, no BatchNorm folding) and each
+backend and mode of the kit, each in its own child process so that peak RSS is its own. Prints
+wall time, RTF (wall / audio seconds), peak RSS, achieved network GFLOP/s and the speed-up over
+the plain path, and writes ``bench.json`` and ``bench.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: The configurations, in report order: name -> how the child builds its separator.
+CONFIGS: dict[str, dict] = {
+    "plain": {"kind": "plain", "label": "plain eager (batch 32 items, STFT per target)"},
+    "torch-noopt": {"kind": "kit", "backend": "torch", "share_stem": False, "fold_bn": False,
+                    "label": "torch, STFT once per window, 1 item per call"},
+    "torch-share": {"kind": "kit", "backend": "torch", "share_stem": True, "fold_bn": False,
+                    "label": "+ shared condition-free stem"},
+    "torch": {"kind": "kit", "backend": "torch", "share_stem": True, "fold_bn": True,
+              "label": "+ conv-BatchNorm folding (kit's torch backend)"},
+    "torchscript": {"kind": "kit", "backend": "torchscript", "label": "TorchScript artifact"},
+    "onnx": {"kind": "kit", "backend": "onnx", "label": "ONNX Runtime artifact (CPU provider)"},
+    "onnx-fast": {"kind": "kit", "backend": "onnx", "mode": "fast", "label": "ONNX Runtime, fast mode (approximate)"},
+}
+EXACT_CONFIGS = ("torch-noopt", "torch-share", "torch", "torchscript", "onnx")
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a
+    child would inherit the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def plain_separate(network, window, audio: np.ndarray, batch_items: int = 32) -> np.ndarray:
+    """The original's pipeline shape on the kit's network: every (window, target) item on its
+    own STFT, 32 items per network call, no shared stem. Returns (4, n, 2)."""
+    import torch
+
+    from models.spectral import Spectral
+    from separation.engine import ArraySource
+    from separation.geometry import WindowGeometry
+
+    cfg = network.cfg
+    geo = WindowGeometry.exact(cfg)
+    spectral = Spectral(cfg.n_fft, cfg.hop_length, window)
+    source = ArraySource(audio)
+    n_win, n_src = geo.n_windows(source.n_samples), cfg.control_input_dim
+    items = [(c, k) for c in range(n_win) for k in range(n_src)]
+    out = np.zeros((n_src, n_win * geo.step, 2), dtype=np.float32)
+    with torch.inference_mode():
+        for first in range(0, len(items), batch_items):
+            chunk = items[first:first + batch_items]
+            wave = torch.from_numpy(np.stack([source.read(geo.window_start(c), geo.window_start(c) + geo.window)
+                                              for c, _ in chunk]))
+            cond = torch.tensor([k for _, k in chunk])
+            sep = spectral.to_audio(network(spectral.to_spec(wave), cond))
+            for (c, k), y in zip(chunk, sep):
+                out[k, c * geo.step:(c + 1) * geo.step] = y[geo.trim:geo.trim + geo.step].numpy()
+    return out[:, :source.n_samples]
+
+
+def network_gflop(config, n_frames: int) -> tuple[float, float]:
+    """(stem, body) GFLOP for one item of ``n_frames`` frames, counted by torch's FlopCounterMode."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from models.lightsaft import LightSAFTNet
+
+    net = LightSAFTNet(config).eval()
+    spec = torch.zeros(1, config.input_channels, n_frames, config.n_bins)
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as counter:
+            features = net.stem(spec)
+        stem = counter.get_total_flops()
+        with FlopCounterMode(display=False) as counter:
+            net.body(features, torch.tensor([0]))
+        body = counter.get_total_flops()
+    return stem / 1e9, body / 1e9
+
+
+def run_child(name: str, model: str, artifacts: dict[str, str], wav: str, threads: int) -> dict:
+    """Separate ``wav`` once with configuration ``name`` in this process; returns the figures.
+
+    The stems are saved beside ``wav`` as ``<name>.npy`` for the parent to compare."""
+    import torch
+
+    from audio_io import read_mixture
+    from models.checkpoint import load_checkpoint
+    from separation import Separator, StageTimes, TorchBackend, load_backend
+    from separation.engine import ArraySource
+
+    spec = CONFIGS[name]
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    if spec["kind"] == "plain":
+        loaded = load_checkpoint(model)
+        setup = time.perf_counter() - t0
+        audio = read_mixture(wav)
+        t1 = time.perf_counter()
+        stems = plain_separate(loaded.network, loaded.window, audio)
+        wall = time.perf_counter() - t1
+        times = {}
+        mode, share = "exact", False
+    else:
+        if spec["backend"] == "torch":
+            loaded = load_checkpoint(model)
+            backend, window = TorchBackend(loaded.network, share_stem=spec["share_stem"],
+                                           fold_bn=spec["fold_bn"]), loaded.window
+        else:
+            backend, window = load_backend(artifacts[spec["backend"]], spec["backend"], threads)
+        mode, share = spec.get("mode", "exact"), backend.share_stem
+        separator = Separator(backend, window, mode=mode)
+        setup = time.perf_counter() - t0
+        audio = read_mixture(wav)
+        times = StageTimes()
+        t1 = time.perf_counter()
+        blocks = [block for _, block in separator.iter_blocks(ArraySource(audio), times=times)]
+        wall = time.perf_counter() - t1
+        stems = np.concatenate(blocks, axis=1)
+    np.save(Path(wav).with_name(f"{name}.npy"), stems)
+    return {"name": name, "wall_s": wall, "setup_s": setup, "stages_s": dict(times), "mode": mode,
+            "shared_stem": share, "peak_rss_mib": _peak_rss_mib(), "n_samples": int(audio.shape[0])}
+
+
+def _executed_gflop(result: dict, config, flops: dict) -> float:
+    from separation.geometry import WindowGeometry
+
+    geo = WindowGeometry.for_mode(config, result["mode"])
+    n_frames = geo.window // config.hop_length + 1
+    stem, body = flops[n_frames]
+    n_win = geo.n_windows(result["n_samples"])
+    n_src = config.control_input_dim
+    return n_win * ((stem if result["shared_stem"] else n_src * stem) + n_src * body)
+
+
+def _markdown(rows: list[dict], meta: dict) -> str:
+    lines = [f"# Latency benchmark ({meta['audio_s']:.0f} s stereo input, {meta['threads']} threads)", "",
+             f"Machine: {meta['machine']}; torch {meta['torch']}, onnxruntime {meta['onnxruntime']}; "
+             f"model `{meta['model']}`; {meta['when']}.", "",
+             "| configuration | mode | wall (s) | RTF | peak RSS (MiB) | network GFLOP/s | speed-up vs plain "
+             "| max-abs vs plain | SDR vs plain (dB) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['label']} | {r['mode']} | {r['wall_s']:.1f} | {r['rtf']:.3f} | {r['peak_rss_mib']:.0f} | "
+                     f"{r['gflops']:.0f} | {r['speedup']:.2f}x | {r['max_abs_vs_plain']:.1e} | {r['sdr_vs_plain_db']:.1f} |")
+    lines += ["", "RTF = wall time of the separation (read to stems in memory) / audio duration; setup "
+              "(model load) is not included. GFLOP/s = network FLOPs executed (torch FlopCounterMode; the "
+              "shared stem counted once per window) / wall time. Each row ran in its own process, one "
+              "after another, on the same input. SDR vs plain: MDX SDR of each output taking the plain "
+              "path's stems as reference (mean of the four sources): exact modes sit near float32 "
+              "rounding, the fast mode shows how far it departs."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evaluator.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="LightSAFT checkpoint (.ckpt)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="input duration (default 60)")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of: " + ", ".join(CONFIGS))
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: available CPUs)")
+    parser.add_argument("--out", default=None, help="report folder (default results/bench/<timestamp>)")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--wav", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--artifacts", default="{}", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    from separation.backends import available_cpus
+
+    threads = args.threads or available_cpus()
+    if args.child:
+        print(json.dumps(run_child(args.child, args.checkpoint, json.loads(args.artifacts), args.wav, threads)))
+        return 0
+
+    import platform
+
+    import onnxruntime
+    import torch
+
+    from audio_io import write_wav
+    from export.exporters import export_onnx, export_torchscript
+    from export.parity import parity_signal
+    from models.checkpoint import load_checkpoint
+    from models.constants import SAMPLE_RATE
+
+    names = [n.strip() for n in args.configs.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown configuration(s): {', '.join(unknown)}")
+    out_dir = Path(args.out or Path("results") / "bench" / time.strftime("%Y%m%d-%H%M%S"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = load_checkpoint(args.checkpoint)
+    cfg = model.config
+    work = Path(tempfile.mkdtemp(prefix="mdxkit-bench-"))
+    wav = work / "input.wav"
+    write_wav(wav, parity_signal(int(args.seconds * SAMPLE_RATE)))
+    artifacts = {}
+    if any(CONFIGS[n].get("backend") == "onnx" for n in names):
+        artifacts["onnx"] = str(export_onnx(model, work / "model.onnx"))
+    if any(CONFIGS[n].get("backend") == "torchscript" for n in names):
+        artifacts["torchscript"] = str(export_torchscript(model, work / "model.ts"))
+    flops = {}
+    for mode in ("exact", "fast"):
+        from separation.geometry import WindowGeometry
+
+        n_frames = WindowGeometry.for_mode(cfg, mode).window // cfg.hop_length + 1
+        flops[n_frames] = network_gflop(cfg, n_frames)
+    rows = []
+    for name in names:
+        print(f"[bench] {name}: {CONFIGS[name]['label']} ...", file=sys.stderr, flush=True)
+        cmd = [sys.executable, "-m", "evaluator.bench", args.checkpoint, "--child", name, "--wav", str(wav),
+               "--artifacts", json.dumps(artifacts), "--threads", str(threads)]
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        if res.returncode != 0:
+            print(res.stderr, file=sys.stderr)
+            return 1
+        row = json.loads(res.stdout.strip().splitlines()[-1])
+        row["label"] = CONFIGS[name]["label"]
+        row["rtf"] = row["wall_s"] / args.seconds
+        row["gflop"] = _executed_gflop(row, cfg, flops)
+        row["gflops"] = row["gflop"] / row["wall_s"]
+        rows.append(row)
+        print(f"[bench] {name}: wall {row['wall_s']:.1f} s, RTF {row['rtf']:.3f}, peak RSS "
+              f"{row['peak_rss_mib']:.0f} MiB, {row['gflops']:.0f} GFLOP/s", file=sys.stderr, flush=True)
+    plain = next((r for r in rows if r["name"] == "plain"), rows[0])
+    reference = np.load(work / f"{plain['name']}.npy")
+    for r in rows:
+        r["speedup"] = plain["wall_s"] / r["wall_s"]
+        stems = np.load(work / f"{r['name']}.npy")
+        diff = stems - reference
+        r["max_abs_vs_plain"] = float(np.abs(diff).max())
+        # SDR of this output against the plain one (inf when identical): how approximate a mode is.
+        r["sdr_vs_plain_db"] = float(np.mean([10 * np.log10((np.sum(reference[k] ** 2) + 1e-7) / (np.sum(diff[k] ** 2) + 1e-7))
+                                              for k in range(reference.shape[0])]))
+    meta = {"audio_s": args.seconds, "threads": threads, "machine": f"{platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} CPUs visible, {available_cpus()} usable", "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__, "model": args.checkpoint, "when": time.strftime("%Y-%m-%d %H:%M"),
+            "gflop_per_item": {str(k): v for k, v in flops.items()}, "baseline": plain["name"]}
+    (out_dir / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    md = _markdown(rows, meta)
+    (out_dir / "bench.md").write_text(md)
+    print(md)
+    print(f"report: {out_dir / 'bench.md'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

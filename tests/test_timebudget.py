@@ -1,0 +1,127 @@
+"""Time-budgeted separation: deadlines hold with an injected slow backend; extras run when time allows."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from separation import ArraySource, DeadlineController, Separator, StageTimes, TorchBackend, extras_for
+from separation.geometry import WindowGeometry
+from tests.helpers import TINY_CONFIG, music_like
+from tests.test_engine import PassThroughBackend
+
+STEP = WindowGeometry.exact(TINY_CONFIG).step
+EXTRAS = extras_for(TINY_CONFIG.hop_length)
+
+
+class SlowBackend:
+    """Wraps a backend and sleeps ``delays[i]`` seconds (the last one repeats) on call ``i``."""
+
+    name = "slow"
+
+    def __init__(self, inner, delays):
+        self.inner, self.delays, self.calls = inner, list(delays), 0
+        self.config = inner.config
+
+    def separate_spec(self, spec):
+        delay = self.delays[min(self.calls, len(self.delays) - 1)]
+        self.calls += 1
+        time.sleep(delay)
+        return self.inner.separate_spec(spec)
+
+
+def _run(separator, audio, budget_s, pass_s, **kw):
+    controller = DeadlineController(deadline=time.monotonic() + budget_s, pass_seconds=pass_s,
+                                    extras=EXTRAS, **kw)
+    t0 = time.monotonic()
+    out = np.concatenate([b for _, b in separator.iter_blocks(ArraySource(audio), budget=controller)], axis=1)
+    elapsed = time.monotonic() - t0
+    controller.close()
+    return out, controller.report(), elapsed
+
+
+@pytest.mark.parametrize("variant", [*EXTRAS])
+def test_each_extra_is_undone_exactly(variant):
+    """Shift, swap and polarity are mapped back: with an identity network every variant gives the mixture."""
+    audio = music_like(2 * STEP + 123, seed=9)
+    sep = Separator(PassThroughBackend(TINY_CONFIG))
+    for c in range(2):
+        kept = sep.run_windows(ArraySource(audio), [c], variant, times=StageTimes())[0]
+        want = audio[c * STEP:c * STEP + kept.shape[1]]
+        assert np.abs(kept[0].numpy() - want).max() < 1e-5
+
+
+def test_ample_budget_buys_every_extra(tiny_network):
+    audio = music_like(3 * STEP, seed=1)
+    sep = Separator(SlowBackend(TorchBackend(tiny_network), [0.02]))
+    out, report, elapsed = _run(sep, audio, budget_s=30.0, pass_s=0.05)
+    assert report["done"]["variants_per_window"] == [["plain", *[v.name for v in EXTRAS]]] * 3
+    assert report["planned"]["extras_per_window"] == len(EXTRAS) and not report["degraded"]
+    plain = np.stack(list(Separator(TorchBackend(tiny_network)).separate(audio).values()))
+    assert out.shape == plain.shape and not np.allclose(out, plain)  # extras changed the estimate
+
+
+def test_budget_for_the_plain_pass_only_reproduces_exact_mode(tiny_network):
+    audio = music_like(3 * STEP, seed=2)
+    sep = Separator(SlowBackend(TorchBackend(tiny_network), [0.3]))
+    # Three windows at ~0.3 s: 1.6 s leaves no room for a second pass per window.
+    out, report, elapsed = _run(sep, audio, budget_s=1.6, pass_s=0.3)
+    assert report["done"]["variants_per_window"] == [["plain"]] * 3 and report["done"]["fallback_windows"] == []
+    plain = np.stack(list(Separator(TorchBackend(tiny_network)).separate(audio).values()))
+    assert np.array_equal(out, plain)
+    assert elapsed < 1.6
+
+
+def test_too_small_budget_degrades_but_writes_valid_stems_in_time(tiny_network):
+    audio = music_like(4 * STEP, seed=3)
+    sep = Separator(SlowBackend(TorchBackend(tiny_network), [0.5]))
+    out, report, elapsed = _run(sep, audio, budget_s=1.2, pass_s=0.5)
+    assert elapsed < 1.2
+    assert out.shape == (4, 4 * STEP, 2) and np.isfinite(out).all()
+    fallback = report["done"]["fallback_windows"]
+    assert fallback and fallback == list(range(fallback[0], 4))  # the remaining windows, in order
+    assert report["degraded"] and "mixture/4 fallback" in report["degradation"]
+    for c in fallback:  # the documented fallback: the mixture split evenly
+        np.testing.assert_allclose(out[:, c * STEP:(c + 1) * STEP], np.broadcast_to(
+            audio[c * STEP:(c + 1) * STEP] / 4, (4, STEP, 2)), atol=1e-7)
+
+
+def test_slowdown_drops_extras_before_any_window_falls_back(tiny_network):
+    audio = music_like(4 * STEP, seed=4)
+    # Fast for the first five calls, then the machine gets 6x slower.
+    sep = Separator(SlowBackend(TorchBackend(tiny_network), [0.05] * 5 + [0.3]))
+    out, report, elapsed = _run(sep, audio, budget_s=2.2, pass_s=0.05)
+    variants = report["done"]["variants_per_window"]
+    assert len(variants[0]) > 1  # extras while fast
+    assert variants[-1] == ["plain"]  # only the plain pass once slow
+    assert report["done"]["fallback_windows"] == []
+    assert elapsed < 2.2 and "extras dropped" in report["degradation"]
+
+
+def test_a_call_that_overruns_is_abandoned_before_the_deadline(tiny_network):
+    audio = music_like(3 * STEP, seed=5)
+    sep = Separator(SlowBackend(TorchBackend(tiny_network), [0.05, 5.0]))
+    out, report, elapsed = _run(sep, audio, budget_s=1.0, pass_s=0.05, max_extras=0)
+    assert elapsed < 1.0
+    assert report["done"]["abandoned_at"] == 1 and report["done"]["fallback_windows"] == [1, 2]
+    assert np.isfinite(out).all() and out.shape == (4, 3 * STEP, 2)
+
+
+def test_predictor_plans_with_a_measured_speed_and_reports(tmp_path, tiny_ckpt):
+    import soundfile as sf
+
+    from evaluator.budget import BudgetRule
+    from predict import LightSAFTPredictor
+
+    sf.write(tmp_path / "mix.wav", music_like(2 * STEP), 44100, subtype="FLOAT")
+    p = LightSAFTPredictor(tiny_ckpt, budget=BudgetRule.ratio(5.0), threads=1)
+    p.prediction_setup()
+    assert p.pass_seconds is not None and 0 < p.pass_seconds < 5
+    paths = {s: str(tmp_path / f"{s}.wav") for s in ("bass", "drums", "other", "vocals")}
+    p.prediction(str(tmp_path / "mix.wav"), paths["bass"], paths["drums"], paths["other"], paths["vocals"])
+    report = p.last_budget_report
+    assert report["limit_s"] == pytest.approx(5.0 * 2 * STEP / 44100)
+    assert report["margin_left_s"] > 0 and report["done"]["windows"] == 2
+    for path in paths.values():
+        assert sf.read(path)[0].shape == (2 * STEP, 2)
