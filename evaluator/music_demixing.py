@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from evaluator.budget import ROUND1_SECONDS_PER_SONG, SETUP_TIMEOUT_S
 from models.constants import SOURCES
 
 #: Environment variables of the grader and their defaults.
@@ -22,8 +23,9 @@ ENV_RESULTS = "RESULTS_DATASET_PATH"
 ENV_SETUP_TIMEOUT = "INFERENCE_SETUP_TIMEOUT_SECONDS"
 ENV_PER_MUSIC_TIMEOUT = "INFERENCE_PER_MUSIC_TIMEOUT_SECONDS"
 ENV_PARTIAL_RUN = "PARTIAL_RUN_MUSIC_NAMES"
-DEFAULT_SETUP_TIMEOUT = 900
-DEFAULT_PER_MUSIC_TIMEOUT = 240
+#: The grader's defaults when the variables are unset (the figures live in evaluator/budget.py).
+DEFAULT_SETUP_TIMEOUT = SETUP_TIMEOUT_S
+DEFAULT_PER_MUSIC_TIMEOUT = ROUND1_SECONDS_PER_SONG
 
 
 class TimeoutException(Exception):

@@ -1,0 +1,144 @@
+"""``python -m evaluator``: run a predictor over a dataset like the MDX grader, then score it.
+
+    python -m evaluator --checkpoint CKPT --out RUN_DIR                 # the synthetic demo set
+    python -m evaluator --data DIR --checkpoint CKPT --out RUN_DIR      # MDX layout
+    python -m evaluator --musdb ROOT [--subset test] [--is-wav] ...     # MUSDB18 / MUSDB18-HQ
+    python -m evaluator --stempeg-excerpt ...                           # the excerpt inside stempeg
+
+Exit status: 0 when every song produced valid stems inside its budget, 1 when any song missed
+its budget or failed, 2 for unusable input (no checkpoint, bad data folder, mismatched RUN_DIR).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .budget import (ROUND1_SECONDS_PER_SONG, ROUND2_DURATION_RATIO, RULE_NAMES, SETUP_TIMEOUT_S, BudgetError,
+                     BudgetRule)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DEMO_DIR = REPO_ROOT / "data" / "demo"
+
+
+def no_checkpoint_help() -> str:
+    """How to get a model, printed when none is found (never a silent fallback)."""
+    from predict import DEFAULT_MODEL
+
+    return ("The evaluator never falls back to random weights. To get the kit's trained default, train it "
+            f"(python -m training.train, see docs/EVALUATOR.md) or copy a trained checkpoint to "
+            f"{DEFAULT_MODEL.relative_to(REPO_ROOT)}; to check the pipeline alone, pass --checkpoint "
+            "../shared/reference/lightsaft_small_random.ckpt (random weights, meaningless scores).")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m evaluator",
+        description="Grader-like local evaluation: MDX SDR per song and latency against the MDX budget.")
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--data", metavar="DIR", help="MDX layout: DIR/<song>/mixture.wav (+ the four stems)")
+    data.add_argument("--musdb", metavar="ROOT", help="MUSDB18 root (train/ and test/), read through musdb")
+    data.add_argument("--stempeg-excerpt", action="store_true",
+                      help="the real four-stem excerpt shipped inside the stempeg package (needs ffmpeg)")
+    data.add_argument("--demo", metavar="DIR", nargs="?", const=str(DEFAULT_DEMO_DIR),
+                      help=f"the synthetic demo set (default when no data is given; generated in "
+                           f"{DEFAULT_DEMO_DIR.relative_to(REPO_ROOT)} when absent)")
+    p.add_argument("--subset", default="test", help="MUSDB18 subset (default: test)")
+    p.add_argument("--is-wav", action="store_true", help="MUSDB18-HQ: WAV folders instead of stem MP4s")
+    p.add_argument("--songs", help="comma-separated song names to evaluate (default: all)")
+    p.add_argument("--checkpoint", "--model", dest="checkpoint",
+                   help="model file; default $MDX_MODEL or the kit's default checkpoint")
+    p.add_argument("--out", required=True, metavar="RUN_DIR",
+                   help="run folder: stems, scores.json, latency.json, report.md, latency.png")
+    p.add_argument("--budget-rule", choices=RULE_NAMES, default="round2",
+                   help=f"round1: {ROUND1_SECONDS_PER_SONG:g} s per song; round2: {ROUND2_DURATION_RATIO:g} x "
+                        "song duration (default); none: no limit")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--budget-seconds", type=float, metavar="S", help="fixed limit per song (overrides the rule)")
+    budget.add_argument("--budget-ratio", type=float, metavar="R",
+                        help="limit = R x song duration (overrides the rule)")
+    p.add_argument("--setup-timeout", type=float, default=SETUP_TIMEOUT_S, metavar="S",
+                   help=f"limit for prediction_setup() (default {SETUP_TIMEOUT_S:g} s)")
+    p.add_argument("--enforce", action="store_true",
+                   help="stop a song at its limit, as the grader did (it then has no stems and no score); "
+                        "by default a song may finish, is scored, and a miss is flagged")
+    p.add_argument("--backend", help="inference backend (default: from the model file's ending)")
+    p.add_argument("--threads", type=int, help="intra-op CPU threads for the predictor")
+    p.add_argument("--predictor", default="predict:LightSAFTPredictor", metavar="MODULE:CLASS",
+                   help="MusicDemixingPredictor subclass to run (constructed without arguments, like the grader)")
+    p.add_argument("--museval", action="store_true",
+                   help="also compute BSSEval v4 SDR with museval (slow; needs ffmpeg for its imports)")
+    p.add_argument("--no-oracle", action="store_true", help="skip the mixture/4 and oracle IRM reference rows")
+    p.add_argument("--quiet", action="store_true", help="no per-song progress bar")
+    return p
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _dataset(args: argparse.Namespace, out_dir: Path):
+    from . import datasets
+    from .harness import INPUTS_DIR, STATE_DIR
+
+    songs = [s.strip() for s in args.songs.split(",") if s.strip()] if args.songs else None
+    scratch = out_dir / STATE_DIR / INPUTS_DIR
+    if args.data:
+        return datasets.mdx_folder(args.data, songs)
+    if args.musdb:
+        return datasets.musdb_set(args.musdb, scratch, args.subset, args.is_wav, songs)
+    if args.stempeg_excerpt:
+        return datasets.stempeg_excerpt(scratch)
+    return datasets.demo(args.demo or DEFAULT_DEMO_DIR, songs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from predict import ModelNotFoundError, resolve_model_path
+
+    from .datasets import DatasetError
+    from .harness import EvalSettings, RunDirError, SetupError, evaluate
+    from .reports import terminal_summary, write_reports
+    from .scoring import ScoringError
+
+    try:
+        checkpoint = resolve_model_path(args.checkpoint)
+    except ModelNotFoundError as exc:
+        return _error(f"{exc}\n{no_checkpoint_help()}")
+    try:
+        budget = BudgetRule.from_options(args.budget_rule, args.budget_seconds, args.budget_ratio)
+        if args.setup_timeout <= 0:
+            raise BudgetError("--setup-timeout must be positive")
+    except BudgetError as exc:
+        return _error(str(exc))
+    out_dir = Path(args.out).expanduser().resolve()
+    settings = EvalSettings(out_dir=out_dir, checkpoint=checkpoint, budget=budget,
+                            setup_timeout_s=args.setup_timeout, enforce=args.enforce,
+                            backend=args.backend, threads=args.threads, museval=args.museval,
+                            oracle=not args.no_oracle, predictor=args.predictor,
+                            progress=not args.quiet)
+    try:
+        if args.museval:
+            from .scoring import _import_museval
+
+            _import_museval()  # fail before hours of separation, not after
+        dataset = _dataset(args, out_dir)
+        print(f"[evaluator] {dataset.description}; checkpoint {checkpoint}; budget {budget.describe()}",
+              file=sys.stderr, flush=True)
+        result = evaluate(dataset, settings)
+    except (DatasetError, RunDirError, ScoringError, ValueError) as exc:
+        return _error(str(exc))
+    except SetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    paths = write_reports(result, settings, dataset.description)
+    print(terminal_summary(result, settings))
+    print(f"\nreport: {paths['report.md']}")
+    ok = all(r["status"] == "ok" and not r.get("miss") for r in result.records)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
