@@ -125,3 +125,29 @@ def test_predictor_plans_with_a_measured_speed_and_reports(tmp_path, tiny_ckpt):
     assert report["margin_left_s"] > 0 and report["done"]["windows"] == 2
     for path in paths.values():
         assert sf.read(path)[0].shape == (2 * STEP, 2)
+
+
+def test_stress_benchmark_smoke(tmp_path, tiny_ckpt):
+    """The stress benchmark runs with busy CPUs, reports no misses, and writes its report."""
+    import json
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    from evaluator.demo import make_demo_song
+    from tests.helpers import REPO_ROOT
+
+    song = make_demo_song(seed=1234, duration_s=3.0)
+    folder = tmp_path / "data" / "song"
+    folder.mkdir(parents=True)
+    for name, audio in song.items():
+        sf.write(folder / f"{name}.wav", audio, 44100, subtype="FLOAT")
+    res = subprocess.run([sys.executable, "-m", "evaluator.stress", str(tiny_ckpt), "--data", str(tmp_path / "data"),
+                          "--songs", "1", "--hogs", "1", "--max-seconds", "60", "--threads", "1",
+                          "--out", str(tmp_path / "out")], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads((tmp_path / "out" / "stress.json").read_text())
+    assert [b["extras"] for b in doc["batches"]] == [True, False]
+    assert all(b["misses"] == 0 and b["mean"] is not None for b in doc["batches"])
+    assert "| on | 0 |" in (tmp_path / "out" / "stress.md").read_text()
