@@ -82,9 +82,7 @@ class LightSAFTPredictor(MusicDemixingPredictor):
 
     def prediction_setup(self) -> None:
         """Load the model once (the grader times this under its setup limit)."""
-        from separation import load_separator
-
-        from separation import measure_pass_seconds
+        from separation import load_separator, measure_pass_seconds
 
         self.separator = load_separator(resolve_model_path(self.model_path), self.backend, self.threads,
                                         mode=self.mode)
