@@ -86,6 +86,7 @@ class DeadlineController:
         self.started = clock()
         self.records: list[WindowRecord] = []
         self.abandoned_at: int | None = None
+        self.out_of_time_at: int | None = None
         self.planned: dict[str, Any] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -98,7 +99,9 @@ class DeadlineController:
         """Variants to try for window ``index`` (empty: use the fallback)."""
         remaining = n_windows - index
         left = self.time_left(remaining - 1)
-        if self.abandoned_at is not None or left < self.estimate:
+        if self.abandoned_at is not None or self.out_of_time_at is not None or left < self.estimate:
+            if self.out_of_time_at is None:
+                self.out_of_time_at = index  # from here on every window gets the fallback
             return []
         # Passes that fit per remaining window, keeping the plain pass of every later window.
         per_window = left / (remaining * self.estimate * self.safety)
