@@ -1,0 +1,135 @@
+"""The training entry point on the tiny configuration: objective, steps, resume, export."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from models.checkpoint import load_checkpoint, safe_torch_load
+from models.constants import SOURCES
+from models.spectral import Spectral
+from training import train as tr
+from training.dataset import SongStems
+from tests.helpers import TINY_CONFIG, music_like, random_network
+
+CROP_FRAMES = 16
+
+
+def _songs(n_songs=2, seconds=1.0):
+    songs = []
+    for k in range(n_songs):
+        n = int(seconds * 44100)
+        stems = {s: music_like(n, seed=10 * k + i) * (0.2 + 0.1 * i) for i, s in enumerate(SOURCES)}
+        # make the stems differ in character, so that there is something to learn
+        stems["bass"] = stems["bass"] * np.linspace(0, 1, n, dtype=np.float32)[:, None]
+        songs.append(SongStems.from_arrays(f"song{k}", stems))
+    return songs
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_crop_length_must_fit_the_network():
+    assert tr.crop_samples_for(TINY_CONFIG, 16) == 15 * TINY_CONFIG.hop_length
+    with pytest.raises(ValueError, match="multiple of 4"):
+        tr.crop_samples_for(TINY_CONFIG, 18)
+
+
+def test_every_batch_of_four_holds_all_conditions():
+    assert tr.batch_conditions(4, 4).tolist() == [0, 1, 2, 3]
+    assert tr.batch_conditions(8, 4).tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+
+
+def test_loss_is_the_spectrogram_mse_of_each_crops_condition():
+    torch.manual_seed(0)
+    net = random_network().train()
+    spectral = Spectral(TINY_CONFIG.n_fft, TINY_CONFIG.hop_length)
+    n = tr.crop_samples_for(TINY_CONFIG, CROP_FRAMES)
+    stems = 0.1 * torch.randn(4, 4, n, 2)
+    mixture = stems.sum(dim=1)
+    torch.manual_seed(1)  # the condition generator has dropout: same seed, same mask
+    loss, per_source = tr.spectral_loss(net, spectral, mixture, stems)
+    # the same numbers, spelled out crop by crop (BatchNorm in train mode sees the whole batch)
+    cond = torch.arange(4)
+    torch.manual_seed(1)
+    est = net(spectral.to_spec(mixture), cond)
+    manual = [torch.mean((est[i] - spectral.to_spec(stems[i, i][None])[0]) ** 2) for i in range(4)]
+    torch.testing.assert_close(per_source, torch.stack(manual).detach())
+    torch.testing.assert_close(loss, torch.stack(manual).mean())
+    assert loss.requires_grad
+
+
+def test_train_resume_and_export(tmp_path):
+    out = tmp_path / "run"
+    songs = _songs()
+    step = tr.train(TINY_CONFIG, songs, out, crop_frames=CROP_FRAMES, max_steps=3, validation=songs[:1],
+                    val_crops=2, save_every_min=0.0, log=lambda m: None)
+    assert step == 3
+    state = safe_torch_load(out / tr.STATE_NAME)
+    assert state["global_step"] == 3 and state["optimizer_states"] and "mdxkit_rng" in state
+    rows = _rows(out / tr.LOG_NAME)
+    assert [r["step"] for r in rows] == ["1", "2", "3"]
+    assert all(np.isfinite(float(r["loss"])) for r in rows) and rows[-1]["val_loss"]
+    weights_before = load_checkpoint(out / tr.STATE_NAME).network.state_dict()
+
+    with open(out / tr.LOG_NAME, "a") as fh:  # steps of a killed run after its last save
+        fh.write("4,9.0,1.0,1,1,1,1,\n")
+    messages = []
+    assert tr.train(TINY_CONFIG, songs, out, crop_frames=CROP_FRAMES, max_steps=5,
+                    log=messages.append) == 5
+    assert any("resumed" in m and "step 3" in m for m in messages)
+    assert [r["step"] for r in _rows(out / tr.LOG_NAME)] == ["1", "2", "3", "4", "5"]
+    weights_after = load_checkpoint(out / tr.STATE_NAME).network.state_dict()
+    assert any(not torch.equal(weights_before[k], weights_after[k]) for k in weights_before)
+
+    final = tmp_path / "final.ckpt"
+    tr.export_weights(out / tr.STATE_NAME, final)
+    exported = safe_torch_load(final)
+    assert exported["optimizer_states"] == [] and exported["global_step"] == 5
+    assert all(v.dtype == torch.float32 for v in exported["state_dict"].values() if v.is_floating_point())
+    loaded = load_checkpoint(final)
+    assert loaded.config == TINY_CONFIG and loaded.format == "lightning"
+    for k, v in loaded.network.state_dict().items():
+        torch.testing.assert_close(v, weights_after[k])
+
+
+def test_resume_refuses_another_configuration(tmp_path):
+    out = tmp_path / "run"
+    tr.train(TINY_CONFIG, _songs(1), out, crop_frames=CROP_FRAMES, max_steps=1, log=lambda m: None)
+    other = type(TINY_CONFIG)(**{**TINY_CONFIG.__dict__, "internal_channels": 6})
+    with pytest.raises(ValueError, match="another configuration"):
+        tr.train(other, _songs(1), out, crop_frames=CROP_FRAMES, max_steps=2, log=lambda m: None)
+
+
+def test_training_lowers_the_loss(tmp_path):
+    # 60 Adam steps on one short song: the loss must fall clearly below where it started
+    # (batches of four random crops with dropout are noisy, hence means over several steps)
+    tr.train(TINY_CONFIG, _songs(1, 0.5), tmp_path, crop_frames=CROP_FRAMES, max_steps=60, lr=3e-3,
+             log=lambda m: None)
+    losses = [float(r["loss"]) for r in _rows(tmp_path / tr.LOG_NAME)]
+    assert np.mean(losses[-10:]) < 0.75 * np.mean(losses[:10])
+
+
+def test_cli_trains_and_exports(tmp_path, capsys):
+    import soundfile as sf
+
+    song = tmp_path / "data" / "song"
+    song.mkdir(parents=True)
+    for i, s in enumerate(SOURCES):
+        sf.write(str(song / f"{s}.wav"), music_like(8000, seed=i) * 0.3, 44100, subtype="FLOAT")
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(TINY_CONFIG.to_dict()))
+    run = tmp_path / "run"
+    args = ["--data", str(tmp_path / "data"), "--out-dir", str(run), "--config", str(cfg),
+            "--crop-frames", str(CROP_FRAMES), "--max-steps", "2", "--threads", "1"]
+    assert tr.main(args) == 0
+    assert (run / tr.STATE_NAME).is_file()
+    assert tr.main(args[2:] + ["--export", str(tmp_path / "w.ckpt")]) == 0
+    assert load_checkpoint(tmp_path / "w.ckpt").config == TINY_CONFIG
+    assert tr.main(["--out-dir", str(run), "--data", str(tmp_path / "none"), "--max-steps", "1"]) == 2
+    assert "not found" in capsys.readouterr().err

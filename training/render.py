@@ -1,0 +1,214 @@
+"""Render MIDI songs stem by stem with fluidsynth into the MDX folder layout.
+
+For every song and stem a MIDI file is written that keeps every event except the notes of
+other stems' parts (so tempo, controllers and pitch bends stay identical), fluidsynth renders
+it to float WAV, and the mixture is the exact float32 sum of the four stems as written.
+
+    python -m training.render --out data/openmsx            # all songs, full length
+    python -m training.render --out data/openmsx_test30 --excerpt auto:30 --split test --flat
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import mido
+import numpy as np
+import soundfile as sf
+
+from models.constants import SAMPLE_RATE, SOURCES
+
+from .midi_parts import (VOCAL_STANDIN_PROGRAM, absolute_messages, is_note_off, is_note_on,
+                         key_channel, part_key)
+from .stem_map import STEM_MAP_PATH, check_map, load_stem_map
+
+MIDI_DIR = Path("/usr/share/games/openttd/baseset/openmsx")
+SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+#: fluidsynth's synth gain; 0.5 keeps dense songs well below full scale.
+SYNTH_GAIN = 0.5
+#: The vocal stand-in is mixed like a lead vocal: its RMS over the song is set to this fraction
+#: of the accompaniment's (-6 dB); GM "Voice Oohs" alone renders some 20 dB under the band.
+VOCAL_TO_ACCOMPANIMENT_RMS = 0.5
+APT_HINT = "apt-get install fluidsynth fluid-soundfont-gm openttd-openmsx"
+
+
+class RenderError(RuntimeError):
+    """Rendering cannot proceed; the message says what is missing."""
+
+
+def stem_midi(midi: mido.MidiFile, parts: Mapping[str, str], stem: str,
+              revoice: tuple[str, ...] = ()) -> mido.MidiFile:
+    """A one-track copy of ``midi`` that sounds only the notes of ``stem``'s parts.
+
+    ``parts`` maps part keys to stems. Channels of ``revoice`` parts get the vocal stand-in
+    program (their own program changes are rewritten), so the stand-in sounds voice-like.
+    """
+    revoiced_channels = {key_channel(k) for k in revoice} if stem == "vocals" else set()
+    programs: dict[int, int] = {}
+    kept_notes: dict[tuple[int, int], int] = {}
+    events: list[tuple[int, mido.Message]] = [
+        (0, mido.Message("program_change", channel=c, program=VOCAL_STANDIN_PROGRAM))
+        for c in sorted(revoiced_channels)]
+    for tick, msg in absolute_messages(midi):
+        if msg.type == "program_change":
+            programs[msg.channel] = msg.program
+            if msg.channel in revoiced_channels:
+                msg = msg.copy(program=VOCAL_STANDIN_PROGRAM)
+        elif is_note_on(msg):
+            if parts.get(part_key(msg.channel, programs.get(msg.channel, 0))) != stem:
+                continue
+            kept_notes[(msg.channel, msg.note)] = kept_notes.get((msg.channel, msg.note), 0) + 1
+        elif is_note_off(msg):
+            held = kept_notes.get((msg.channel, msg.note), 0)
+            if not held:
+                continue
+            kept_notes[(msg.channel, msg.note)] = held - 1
+        events.append((tick, msg))
+    track = mido.MidiTrack()
+    previous = 0
+    for tick, msg in events:
+        track.append(msg.copy(time=tick - previous))
+        previous = tick
+    out = mido.MidiFile(type=0, ticks_per_beat=midi.ticks_per_beat)
+    out.tracks.append(track)
+    return out
+
+
+def require_tools(soundfont: Path = SOUNDFONT) -> str:
+    """Path of the fluidsynth binary; a clear error when it or the soundfont is missing."""
+    exe = shutil.which("fluidsynth")
+    if exe is None:
+        raise RenderError(f"fluidsynth not found on PATH; install it: {APT_HINT}")
+    if not soundfont.is_file():
+        raise RenderError(f"soundfont {soundfont} not found; install it: {APT_HINT}")
+    return exe
+
+
+def fluidsynth_render(midi_path: Path, wav_path: Path, soundfont: Path = SOUNDFONT) -> np.ndarray:
+    """Render one MIDI file; returns (samples, 2) float32 at the kit's sample rate."""
+    exe = require_tools(soundfont)
+    cmd = [exe, "-ni", "-q", "-g", str(SYNTH_GAIN), "-r", str(SAMPLE_RATE), "-T", "wav", "-O", "float",
+           "-F", str(wav_path), str(soundfont), str(midi_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0 or not wav_path.is_file():
+        raise RenderError(f"fluidsynth failed on {midi_path}: {proc.stderr.strip()[-500:]}")
+    audio, rate = sf.read(str(wav_path), dtype="float32", always_2d=True)
+    if rate != SAMPLE_RATE or audio.shape[1] != 2:
+        raise RenderError(f"fluidsynth wrote {rate} Hz x {audio.shape[1]} channels, expected {SAMPLE_RATE} x 2")
+    return audio
+
+
+def render_song(midi_path: Path, entry: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """All four stems of one song, padded to a common length, plus their exact sum."""
+    midi = mido.MidiFile(str(midi_path))
+    stems: dict[str, np.ndarray] = {}
+    with tempfile.TemporaryDirectory(prefix="mdxkit-render-") as tmp:
+        for stem in SOURCES:
+            mid = Path(tmp) / f"{stem}.mid"
+            stem_midi(midi, entry["parts"], stem, tuple(entry.get("revoice", ()))).save(str(mid))
+            stems[stem] = fluidsynth_render(mid, Path(tmp) / f"{stem}.wav")
+    length = max(a.shape[0] for a in stems.values())
+    for stem, audio in stems.items():
+        stems[stem] = np.pad(audio, ((0, length - audio.shape[0]), (0, 0)))
+    stems["vocals"] *= vocal_gain(stems)
+    stems["mixture"] = np.sum([stems[s] for s in SOURCES], axis=0, dtype=np.float32)
+    return stems
+
+
+def vocal_gain(stems: Mapping[str, np.ndarray]) -> np.float32:
+    """Gain that brings the vocals to ``VOCAL_TO_ACCOMPANIMENT_RMS`` of the accompaniment."""
+    accompaniment = np.sum([stems[s] for s in SOURCES if s != "vocals"], axis=0)
+    voc, acc = (float(np.sqrt(np.mean(np.square(a, dtype=np.float64)))) for a in (stems["vocals"], accompaniment))
+    if voc == 0.0 or acc == 0.0:
+        return np.float32(1.0)
+    return np.float32(VOCAL_TO_ACCOMPANIMENT_RMS * acc / voc)
+
+
+def write_song(folder: Path, tracks: Mapping[str, np.ndarray]) -> None:
+    """Write ``{name}.wav`` (FLOAT) files atomically into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, audio in tracks.items():
+        final = folder / f"{name}.wav"
+        tmp = folder / f".{name}.wav.tmp-{os.getpid()}"
+        sf.write(str(tmp), audio, SAMPLE_RATE, subtype="FLOAT", format="WAV")
+        os.replace(tmp, final)
+
+
+def excerpt(tracks: Mapping[str, np.ndarray], start_s: float, length_s: float) -> dict[str, np.ndarray]:
+    """The same ``[start, start + length)`` seconds of every track (mixture stays the exact sum)."""
+    a, b = int(start_s * SAMPLE_RATE), int((start_s + length_s) * SAMPLE_RATE)
+    if b > next(iter(tracks.values())).shape[0]:
+        raise RenderError(f"excerpt {start_s}+{length_s}s runs past the end of the song")
+    return {name: np.ascontiguousarray(audio[a:b]) for name, audio in tracks.items()}
+
+
+def busiest_start(tracks: Mapping[str, np.ndarray], length_s: float) -> float:
+    """Start (whole seconds) of the ``length_s`` window whose quietest stem is loudest.
+
+    Held-out excerpts need every stem audible: MDX SDR of a silent reference is meaningless.
+    """
+    n = next(iter(tracks.values())).shape[0]
+    n_sec = n // SAMPLE_RATE
+    width = int(np.ceil(length_s))
+    if width > n_sec:
+        raise RenderError(f"song is {n / SAMPLE_RATE:.1f} s, shorter than the {length_s} s excerpt")
+    # energy per whole second and stem, then a sliding sum over the window
+    energy = np.stack([np.square(tracks[s][:n_sec * SAMPLE_RATE], dtype=np.float64)
+                       .reshape(n_sec, -1).sum(axis=1) for s in SOURCES])
+    window = np.stack([np.convolve(e, np.ones(width), mode="valid") for e in energy])
+    return float(np.argmax(window.min(axis=0)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="output root")
+    parser.add_argument("--midi-dir", type=Path, default=MIDI_DIR)
+    parser.add_argument("--map", type=Path, default=STEM_MAP_PATH, help="reviewed part->stem map (JSON)")
+    parser.add_argument("--split", choices=("train", "validation", "test"), action="append",
+                        help="render only these splits (repeatable); default all")
+    parser.add_argument("--song", action="append", help="render only these songs (repeatable)")
+    parser.add_argument("--excerpt", help="START:LENGTH in seconds, e.g. 20:30, or auto:LENGTH for the "
+                        "window whose quietest stem is loudest")
+    parser.add_argument("--flat", action="store_true", help="OUT/<song>/ instead of OUT/<split>/<song>/")
+    args = parser.parse_args(argv)
+
+    from .midi_parts import read_parts
+
+    require_tools()
+    stem_map = load_stem_map(args.map)
+    songs = {s: e for s, e in stem_map["songs"].items()
+             if (not args.split or e["split"] in args.split) and (not args.song or s in args.song)}
+    if not songs:
+        print("no song matches --split/--song", file=sys.stderr)
+        return 2
+    paths = {s: args.midi_dir / f"{s}.mid" for s in songs}
+    absent = [str(p) for p in paths.values() if not p.is_file()]
+    if absent:
+        raise RenderError(f"MIDI files not found: {absent[:3]}; install them: {APT_HINT}")
+    problems = check_map({"songs": songs}, {s: read_parts(p) for s, p in paths.items()})
+    if problems:
+        raise RenderError("the stem map does not fit the songs:\n  " + "\n  ".join(problems))
+    for song, entry in songs.items():
+        tracks = render_song(paths[song], entry)
+        if args.excerpt:
+            start_text, length_text = args.excerpt.split(":")
+            length = float(length_text)
+            start = busiest_start(tracks, length) if start_text == "auto" else float(start_text)
+            tracks = excerpt(tracks, start, length)
+            print(f"{song}: excerpt {start:g}-{start + length:g} s", flush=True)
+        folder = args.out / song if args.flat else args.out / entry["split"] / song
+        write_song(folder, tracks)
+        rms = {s: float(np.sqrt(np.mean(tracks[s] ** 2))) for s in SOURCES}
+        print(f"{song}: {tracks['mixture'].shape[0] / SAMPLE_RATE:.1f} s, rms "
+              + " ".join(f"{s}={v:.3f}" for s, v in rms.items()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""Train LightSAFT+GPoCM with the original's spectrogram MSE objective.
+
+Each step draws random crops, mixes their stems, and asks the network for one source per crop,
+cycling through the four conditions so that every batch of four holds all of them; the loss is the mean squared error between the
+predicted spectrograms and the targets' STFTs in the (batch, 4, frames, bins) layout. State is
+saved in the original Lightning checkpoint layout (with Adam's state, for ``--resume``) every
+``--save-every-min`` minutes and at the end; ``--export`` writes weights only.
+
+    python -m training.train --data data/openmsx/train --out-dir runs/mdxkit --max-minutes 100
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from models.checkpoint import safe_torch_load, save_lightning_checkpoint, split_state_dict
+from models.config import LightSAFTConfig
+from models.constants import SOURCES
+from models.lightsaft import LightSAFTNet
+from models.spectral import Spectral
+
+from .dataset import Augment, CropSampler, DatasetError, SongStems, find_songs
+
+STATE_NAME = "last.ckpt"
+LOG_NAME = "loss_log.csv"
+LOG_FIELDS = ["step", "elapsed_s", "loss"] + [f"loss_{s}" for s in SOURCES] + ["val_loss"]
+
+
+def crop_samples_for(cfg: LightSAFTConfig, n_frames: int) -> int:
+    """Samples of a crop whose centred STFT has exactly ``n_frames`` frames."""
+    if n_frames % cfg.frame_multiple:
+        raise ValueError(f"crop frames must be a multiple of {cfg.frame_multiple}, got {n_frames}")
+    return (n_frames - 1) * cfg.hop_length
+
+
+def batch_conditions(batch_size: int, n_sources: int) -> torch.Tensor:
+    """Condition of each crop: ``0, 1, .., n_sources-1, 0, ..`` so a batch of 4 holds all four."""
+    return torch.arange(batch_size) % n_sources
+
+
+def spectral_loss(network: LightSAFTNet, spectral: Spectral, mixture: torch.Tensor,
+                  stems: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The original objective: MSE between estimated and target spectrograms.
+
+    mixture (B, samples, 2), stems (B, n_sources, samples, 2). Crop ``i`` is separated for
+    condition ``i % n_sources`` (one network pass per crop, as the original trains). Returns
+    (mean loss, per-source losses (n_sources,); NaN for a source absent from the batch).
+    """
+    batch, n_src = stems.shape[:2]
+    condition = batch_conditions(batch, n_src)
+    target = spectral.to_spec(stems[torch.arange(batch), condition])  # (B, 4, T, F)
+    estimate = network(spectral.to_spec(mixture), condition)
+    per_crop = (estimate - target).pow(2).mean(dim=(1, 2, 3))
+    per_source = torch.stack([per_crop[condition == s].mean() for s in range(n_src)]).detach()
+    return per_crop.mean(), per_source
+
+
+def demo_songs(count: int, first_seed: int, duration_s: float) -> list[SongStems]:
+    """``count`` songs of the kit's synthetic demo generator, seeds ``first_seed`` upwards."""
+    try:
+        from evaluator.demo import make_demo_song
+    except ImportError as exc:
+        raise DatasetError(f"--demo-songs needs evaluator.demo.make_demo_song ({exc})") from exc
+    return [SongStems.from_arrays(f"demo-{seed}", make_demo_song(seed, duration_s))
+            for seed in range(first_seed, first_seed + count)]
+
+
+def save_state(path: Path, network: LightSAFTNet, optimizer: torch.optim.Optimizer | None,
+               step: int, sampler: CropSampler | None, **extra: object) -> None:
+    """Lightning-layout checkpoint; with the optimizer and data RNG when given (resumable)."""
+    was_training = network.training
+    network.eval()
+    kwargs: dict[str, object] = dict(global_step=step, **extra)
+    if optimizer is not None:
+        kwargs["optimizer_states"] = [optimizer.state_dict()]
+    if sampler is not None:
+        kwargs["mdxkit_rng"] = json.dumps(sampler.rng.bit_generator.state)
+    save_lightning_checkpoint(path, network, **kwargs)
+    network.train(was_training)
+
+
+def load_state(path: Path, network: LightSAFTNet, optimizer: torch.optim.Optimizer,
+               sampler: CropSampler) -> int:
+    """Restore a :func:`save_state` checkpoint; returns the step it was saved at."""
+    ckpt = safe_torch_load(path)
+    hparams = ckpt.get("hyper_parameters")
+    if hparams is not None and LightSAFTConfig.from_hyper_parameters(hparams) != network.cfg:
+        raise ValueError(f"{path} was trained with another configuration; refusing to resume")
+    net_state, _ = split_state_dict(ckpt["state_dict"])
+    network.load_state_dict(net_state, strict=True)
+    if ckpt.get("optimizer_states"):
+        optimizer.load_state_dict(ckpt["optimizer_states"][0])
+    if "mdxkit_rng" in ckpt:
+        sampler.rng.bit_generator.state = json.loads(ckpt["mdxkit_rng"])
+    return int(ckpt.get("global_step", 0))
+
+
+def train(cfg: LightSAFTConfig, songs: Sequence[SongStems], out_dir: Path, *, crop_frames: int = 64,
+          batch_size: int = 4, lr: float = 1e-3, max_steps: int | None = None,
+          max_minutes: float | None = None, save_every_min: float = 5.0,
+          validation: Sequence[SongStems] = (), val_crops: int = 8, seed: int = 0, resume: bool = True,
+          log: Callable[[str], None] = print) -> int:
+    """Train (or continue) a network in ``out_dir``; returns the final step.
+
+    Stops at ``max_steps`` or after ``max_minutes`` of wall-clock time, whichever comes first.
+    """
+    if max_steps is None and max_minutes is None:
+        raise ValueError("give max_steps or max_minutes, or training never ends")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    crop = crop_samples_for(cfg, crop_frames)
+    torch.manual_seed(seed)
+    network = LightSAFTNet(cfg)
+    spectral = Spectral(cfg.n_fft, cfg.hop_length)
+    optimizer = torch.optim.Adam(network.parameters(), lr=lr)
+    sampler = CropSampler(songs, crop, Augment(), seed=seed)
+    val_batch = None
+    if validation:
+        val_batch = CropSampler(validation, crop, None, seed=seed + 1).batch(val_crops)
+    state_path = out_dir / STATE_NAME
+    step = 0
+    if resume and state_path.is_file():
+        step = load_state(state_path, network, optimizer, sampler)
+        for group in optimizer.param_groups:  # the command line's rate wins over the saved one
+            group["lr"] = lr
+        log(f"resumed from {state_path} at step {step} (lr {lr:g})")
+    log_path = out_dir / LOG_NAME
+    if step and log_path.is_file():
+        _truncate_log(log_path, step)
+    new_log = not log_path.is_file()
+    t_start = time.monotonic()
+    t_saved = t_start
+    network.train()
+    with open(log_path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+        if new_log:
+            writer.writeheader()
+        while True:
+            elapsed = time.monotonic() - t_start
+            done = (max_steps is not None and step >= max_steps) or \
+                   (max_minutes is not None and elapsed >= 60 * max_minutes)
+            if done:
+                break
+            mixture, stems = (torch.from_numpy(a) for a in sampler.batch(batch_size))
+            loss, per_source = spectral_loss(network, spectral, mixture, stems)
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            row = {"step": step, "elapsed_s": f"{elapsed:.1f}", "loss": f"{loss.item():.6g}", "val_loss": ""}
+            row.update({f"loss_{s}": f"{v:.6g}" for s, v in zip(SOURCES, per_source.tolist())})
+            now = time.monotonic()
+            if now - t_saved >= 60 * save_every_min:
+                if val_batch is not None:
+                    row["val_loss"] = f"{validation_loss(network, spectral, val_batch):.6g}"
+                save_state(state_path, network, optimizer, step, sampler)
+                t_saved = now
+                log(f"step {step}: saved {state_path} (val_loss {row['val_loss'] or '-'})")
+            writer.writerow(row)
+            fh.flush()
+            if step % 10 == 0:
+                log(f"step {step} {elapsed / 60:.1f} min loss {loss.item():.4g} "
+                    + " ".join(f"{s}={v:.3g}" for s, v in zip(SOURCES, per_source.tolist())))
+    save_state(state_path, network, optimizer, step, sampler)
+    log(f"finished at step {step}; state in {state_path}")
+    return step
+
+
+def _truncate_log(path: Path, last_step: int) -> None:
+    """Drop log rows past ``last_step``: steps a killed run took after its last save are redone."""
+    with open(path, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= last_step]
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def validation_loss(network: LightSAFTNet, spectral: Spectral, batch: tuple[np.ndarray, np.ndarray]) -> float:
+    """Loss on fixed validation crops with the network in eval mode (running BatchNorm stats)."""
+    network.eval()
+    with torch.no_grad():
+        loss, _ = spectral_loss(network, spectral, *(torch.from_numpy(a) for a in batch))
+    network.train()
+    return float(loss)
+
+
+def export_weights(state_path: Path, out_path: Path, **card: object) -> None:
+    """Weights-only fp32 Lightning checkpoint (no optimizer state) from a training state."""
+    ckpt = safe_torch_load(state_path)
+    cfg = LightSAFTConfig.from_hyper_parameters(ckpt["hyper_parameters"])
+    network = LightSAFTNet(cfg)
+    net_state, window = split_state_dict(ckpt["state_dict"])
+    network.load_state_dict({k: v.float() for k, v in net_state.items()}, strict=True)
+    network.eval()
+    save_lightning_checkpoint(out_path, network, window=window, global_step=int(ckpt.get("global_step", 0)),
+                              **card)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train the kit's LightSAFT+GPoCM (lightsaft_small).")
+    parser.add_argument("--data", type=Path, action="append", default=[],
+                        help="folder of MDX-layout song folders (repeatable)")
+    parser.add_argument("--validation", type=Path, action="append", default=[],
+                        help="folder of validation songs (repeatable)")
+    parser.add_argument("--demo-songs", type=int, default=0, help="add this many synthetic demo songs")
+    parser.add_argument("--demo-first-seed", type=int, default=1000,
+                        help="first demo seed; keep clear of the evaluation demo set's seeds")
+    parser.add_argument("--demo-seconds", type=float, default=30.0)
+    parser.add_argument("--out-dir", type=Path, required=True, help="state, logs (resumes from here)")
+    parser.add_argument("--config", type=Path, help="JSON of LightSAFTConfig fields; default lightsaft_small")
+    parser.add_argument("--spec-est-mode", choices=("mapping", "masking"),
+                        help="override the configuration's estimation mode (same network, same cost)")
+    parser.add_argument("--crop-frames", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--max-steps", type=int)
+    parser.add_argument("--max-minutes", type=float)
+    parser.add_argument("--save-every-min", type=float, default=5.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-resume", action="store_true")
+    parser.add_argument("--export", type=Path, help="only write weights-only OUT from --out-dir's state")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # denormal floats make CPU convolutions crawl
+    if args.export:
+        export_weights(args.out_dir / STATE_NAME, args.export)
+        print(f"wrote {args.export}")
+        return 0
+    cfg = LightSAFTConfig.from_hyper_parameters(json.loads(args.config.read_text())) if args.config \
+        else LightSAFTConfig()
+    if args.spec_est_mode:
+        cfg = dataclasses.replace(cfg, spec_est_mode=args.spec_est_mode)
+    try:
+        songs = find_songs(args.data)
+        if args.demo_songs:
+            songs += demo_songs(args.demo_songs, args.demo_first_seed, args.demo_seconds)
+        validation = find_songs(args.validation)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not songs:
+        print("error: no training songs; pass --data and/or --demo-songs", file=sys.stderr)
+        return 2
+    print(f"{len(songs)} training songs, {len(validation)} validation songs; pid {os.getpid()}", flush=True)
+    train(cfg, songs, args.out_dir, crop_frames=args.crop_frames, batch_size=args.batch_size, lr=args.lr,
+          max_steps=args.max_steps, max_minutes=args.max_minutes, save_every_min=args.save_every_min,
+          validation=validation, seed=args.seed, resume=not args.no_resume,
+          log=lambda msg: print(msg, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
