@@ -7,9 +7,11 @@ starting at mixture sample ``c*step``.
 
 * **exact** (``crossfade = 0``): the original (spec section 2): 261,120-sample windows, 8,192
   trimmed per side, 244,736 kept, hard concatenation, cut to ``L``.
-* **fast** (approximate): longer windows with less context thrown away, so fewer network frames
-  per second of audio, and neighbouring windows overlap by ``crossfade`` samples that are
-  blended with complementary raised-cosine fades instead of a hard cut.
+* **fast** (approximate): the same 256-frame windows with a quarter of the context thrown away
+  (2 hops per side instead of 8), so about 4 % fewer network passes per second of audio, and
+  neighbouring windows overlap by ``crossfade`` samples blended with complementary raised-cosine
+  fades instead of a hard cut. (512-frame windows were tried: 4 % fewer FLOPs but 11 % slower
+  in ONNX Runtime, whose per-frame throughput drops on the larger feature maps.)
 """
 from __future__ import annotations
 
@@ -21,9 +23,9 @@ import numpy as np
 from models.config import LightSAFTConfig
 
 #: Fast mode: network frames per window (a multiple of 16), context trimmed per side, overlap.
-FAST_FRAMES = 512
-FAST_TRIM_HOPS = 4
-FAST_CROSSFADE_HOPS = 4
+FAST_FRAMES = 256
+FAST_TRIM_HOPS = 2
+FAST_CROSSFADE_HOPS = 2
 
 
 @dataclasses.dataclass(frozen=True)
