@@ -12,7 +12,7 @@ import torch
 from models.checkpoint import (CheckpointError, UnsafeCheckpointError, load_checkpoint,
                                save_lightning_checkpoint)
 from models.config import LightSAFTConfig
-from tests.helpers import TINY_CONFIG, random_network
+from tests.helpers import TINY_CONFIG
 
 
 def _same_weights(a, b) -> bool:

@@ -1,7 +1,6 @@
 """The training data recipe: MIDI parts, the reviewed stem map, per-stem MIDI, mixing, crops."""
 from __future__ import annotations
 
-import json
 
 import mido
 import numpy as np
@@ -12,7 +11,7 @@ from models.constants import SAMPLE_RATE, SOURCES
 from training import render
 from training.dataset import Augment, CropSampler, DatasetError, SongStems, find_songs
 from training.midi_parts import VOCAL_STANDIN_PROGRAM, read_parts
-from training.stem_map import (STEM_MAP_PATH, SPLITS, check_map, check_song, load_stem_map,
+from training.stem_map import (SPLITS, check_map, check_song, load_stem_map,
                                propose_map)
 
 
