@@ -5,7 +5,7 @@ plans from a measured cost per pass (one window, all targets) and the time left:
 
 1. every window gets the exact single pass first, as long as it can finish;
 2. spare time buys *extras*, test-time variants of the same window whose outputs are averaged
-   with the plain pass, in the order of :data:`EXTRAS` (SDR gained per second spent);
+   with the plain pass, in the order of :func:`extras_for`;
 3. when time runs short, extras are dropped first; a window whose plain pass cannot finish
    gets the fallback estimate (mixture / 4, no network); a network call that overruns its
    share of the budget is abandoned (it runs in a worker thread) and that window and every
@@ -43,7 +43,9 @@ PLAIN = Variant("plain")
 
 
 def extras_for(hop: int) -> tuple[Variant, ...]:
-    """Extras in the order they are bought (SDR gained per second; see docs/TIME_BUDGET.md)."""
+    """Extras in the order they are bought. Each costs one pass; the order (frame-grid shift
+    first, then channel and polarity symmetries) is a reasoned guess, not yet a measured ranking
+    of SDR gained per extra (docs/TIME_BUDGET.md)."""
     return (
         Variant("shift+half-hop", shift=hop // 2),
         Variant("swap", swap=True),
