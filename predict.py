@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--threads", type=int, default=None,
                        help="intra-op CPU threads (default: the CPUs this process may use)")
         p.add_argument("--mode", choices=["exact", "fast"], default=None,
-                       help="exact: the original's windowing (default); fast: approximate, longer cross-faded windows")
+                       help="exact: the original's windowing (default); fast: approximate, shorter trims and cross-faded windows")
 
     sep = sub.add_parser("separate", help="separate audio files into DIR/<name>/<source>.wav")
     sep.add_argument("mixtures", nargs="+", help="input audio files (any rate, mono or stereo)")

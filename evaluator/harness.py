@@ -199,20 +199,19 @@ class _StemFiles(Mapping):
 # ---------------------------------------------------------------------- the predictor
 @contextmanager
 def _environment(values: Mapping[str, str | None]) -> Iterator[None]:
+    def apply(settings: Mapping[str, str | None]) -> None:
+        for key, value in settings.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
     saved = {k: os.environ.get(k) for k in values}
     try:
-        for key, value in values.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        apply(values)
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        apply(saved)
 
 
 def load_predictor_class(spec: str) -> type:

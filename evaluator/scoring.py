@@ -47,7 +47,11 @@ def song_scores(references: Mapping[str, np.ndarray], estimates: Mapping[str, np
     missing = [s for s in SCORE_SOURCES if s not in references or s not in estimates]
     if missing:
         raise ScoringError(f"cannot score without {', '.join(missing)} (need reference and estimate)")
-    per_source = [sdr(references[s], estimates[s]) for s in SCORE_SOURCES]
+    return _song_row([sdr(references[s], estimates[s]) for s in SCORE_SOURCES])
+
+
+def _song_row(per_source: list[float]) -> dict[str, float]:
+    """Per-source values in SCORE_SOURCES order -> ``{sdr_<source>: v, ..., sdr: mean}``."""
     scores = {f"sdr_{s}": v for s, v in zip(SCORE_SOURCES, per_source)}
     scores[SONG_KEY] = float(np.mean(per_source))
     return scores
@@ -76,10 +80,7 @@ def museval_song(references: Mapping[str, np.ndarray], estimates: Mapping[str, n
     ests = np.stack([np.asarray(estimates[s], dtype=np.float64) for s in SCORE_SOURCES])
     win = int(MUSEVAL_WINDOW_S * SAMPLE_RATE)
     frames_sdr = museval.evaluate(refs, ests, win=win, hop=win, mode="v4")[0]  # (sources, frames)
-    medians = [float(np.nanmedian(row)) if np.isfinite(row).any() else float("nan") for row in frames_sdr]
-    scores = {f"sdr_{s}": v for s, v in zip(SCORE_SOURCES, medians)}
-    scores[SONG_KEY] = float(np.mean(medians))
-    return scores
+    return _song_row([float(np.nanmedian(row)) if np.isfinite(row).any() else float("nan") for row in frames_sdr])
 
 
 def median_scores(per_song: Iterable[Mapping[str, float]]) -> dict[str, float] | None:

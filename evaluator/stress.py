@@ -28,7 +28,8 @@ def _hog(until: float) -> None:
 def run_batch(checkpoint: str, songs: list, rule, extras: bool, out_dir: Path, backend: str | None,
               threads: int | None) -> dict:
     """Set up a predictor under contention and run every song under its limit."""
-    from audio_io import audio_info, read_mixture
+    from audio_io import audio_info
+    from evaluator.datasets import read_float64
     from evaluator.music_demixing import TimeoutException, time_limit
     from evaluator.scoring import mean_scores, song_scores
     from models.constants import SOURCES
@@ -55,8 +56,8 @@ def run_batch(checkpoint: str, songs: list, rule, extras: bool, out_dir: Path, b
         row = {"song": song.name, "duration_s": frames / rate, "limit_s": limit, "wall_s": wall,
                "missed": missed, "budget": predictor.last_budget_report}
         if not missed:
-            refs = {s: read_mixture(song / f"{s}.wav") for s in SOURCES}
-            ests = {s: read_mixture(p) for s, p in paths.items()}
+            refs = {s: read_float64(song / f"{s}.wav") for s in SOURCES}
+            ests = {s: read_float64(p) for s, p in paths.items()}
             row["scores"] = song_scores(refs, ests)
         rows.append(row)
         extras_done = (row["budget"] or {}).get("done", {}).get("extras_done")

@@ -8,7 +8,7 @@ from typing import Mapping
 from .backends import Backend, OnnxBackend, TorchBackend, TorchScriptBackend, available_cpus
 from .engine import ArraySource, AudioSource, ProgressCallback, Separator, StageTimes
 from .geometry import WindowGeometry
-from .timebudget import DeadlineController, Variant, extras_for
+from .timebudget import PLAIN, DeadlineController, Variant, extras_for
 
 __all__ = [
     "ArraySource", "AudioSource", "Backend", "DeadlineController", "OnnxBackend", "ProgressCallback", "Separator",
@@ -62,8 +62,8 @@ def load_separator(model_path: str | os.PathLike[str], backend: str | None = Non
                    threads: int | None = None, windows_per_batch: int = 1, mode: str = "exact") -> Separator:
     """Load a model file (.ckpt/.pt checkpoint, .ts TorchScript, .onnx) into a :class:`Separator`.
 
-    ``mode`` is ``"exact"`` (the original's windowing, bit-for-bit within 1e-5) or ``"fast"``
-    (approximate: longer windows, cross-faded).
+    ``mode`` is ``"exact"`` (the original's windowing, within 1e-5 of it) or ``"fast"``
+    (approximate: shorter trims, cross-faded windows).
     """
     model, window = load_backend(model_path, backend, threads)
     return Separator(model, window, windows_per_batch, mode=mode)
@@ -112,7 +112,7 @@ def measure_pass_seconds(separator: Separator, repeats: int = 2) -> float:
     best = float("inf")
     for attempt in range(repeats + 1):
         t0 = time.perf_counter()
-        separator.run_windows(source, [1], Variant("plain"), StageTimes())
+        separator.run_windows(source, [1], PLAIN, StageTimes())
         if attempt:  # the first run only warms up
             best = min(best, time.perf_counter() - t0)
     return best

