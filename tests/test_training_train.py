@@ -64,6 +64,52 @@ def test_loss_is_the_spectrogram_mse_of_each_crops_condition():
     assert loss.requires_grad
 
 
+def test_learning_rate_holds_then_follows_a_cosine_to_the_final_rate():
+    lr = [tr.learning_rate(k, 1e-3, 1e-5, decay_start=10, decay_end=110) for k in range(0, 130)]
+    assert lr[:11] == [1e-3] * 11
+    assert lr[60] == pytest.approx((1e-3 + 1e-5) / 2)
+    assert lr[110:] == [pytest.approx(1e-5)] * 20
+    assert all(a >= b for a, b in zip(lr, lr[1:]))
+    assert tr.learning_rate(500, 1e-3) == 1e-3  # no final rate: constant
+    with pytest.raises(ValueError, match="not after its start"):
+        tr.learning_rate(5, 1e-3, 1e-5, decay_start=10, decay_end=10)
+
+
+def test_bf16_autocast_gives_the_fp32_loss_within_bfloat16_precision():
+    torch.manual_seed(0)
+    net = random_network().eval()  # eval: no dropout, so both passes see the same network
+    spectral = Spectral(TINY_CONFIG.n_fft, TINY_CONFIG.hop_length)
+    stems = 0.1 * torch.randn(4, 4, tr.crop_samples_for(TINY_CONFIG, CROP_FRAMES), 2)
+    mixture = stems.sum(dim=1)
+    loss32, per32 = tr.spectral_loss(net, spectral, mixture, stems)
+    loss16, per16 = tr.spectral_loss(net, spectral, mixture, stems, precision="bf16")
+    assert loss16.dtype == torch.float32 and loss16.requires_grad
+    # bfloat16 keeps 8 significant bits (relative step 2**-8 = 0.4 %); a few layers compound it
+    torch.testing.assert_close(per16, per32, rtol=0.03, atol=0.0)
+    loss16.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all()
+               for p in net.parameters() if p.requires_grad and p.grad is not None)
+    assert sum(p.grad.abs().sum() for p in net.parameters() if p.grad is not None) > 0
+    with pytest.raises(ValueError, match="precision"):
+        tr.spectral_loss(net, spectral, mixture, stems, precision="fp16")
+
+
+def test_schedule_continues_across_a_resume(tmp_path):
+    out = tmp_path / "run"
+    kwargs = dict(crop_frames=CROP_FRAMES, lr=1e-3, lr_final=1e-4, decay_start=2, max_steps=6,
+                  precision="bf16", log=lambda m: None)
+    tr.train(TINY_CONFIG, _songs(1), out, **{**kwargs, "max_steps": 3})  # a first run to step 3 ...
+    state = safe_torch_load(out / tr.STATE_NAME)
+    assert state["global_step"] == 3
+    assert tr.train(TINY_CONFIG, _songs(1), out, **kwargs) == 6  # ... resumed with a longer schedule
+    logged = [float(r["lr"]) for r in _rows(out / tr.LOG_NAME)]
+    assert len(logged) == 6
+    # row k is step k; its rate is the schedule's value at step k-1 (the step count before it ran)
+    assert logged[3:] == pytest.approx([tr.learning_rate(k, 1e-3, 1e-4, 2, 6) for k in (3, 4, 5)], rel=1e-3)
+    with pytest.raises(ValueError, match="needs max_steps"):
+        tr.train(TINY_CONFIG, _songs(1), tmp_path / "x", max_minutes=1.0, lr_final=1e-4, log=lambda m: None)
+
+
 def test_train_resume_and_export(tmp_path):
     out = tmp_path / "run"
     songs = _songs()

@@ -34,7 +34,8 @@ from .dataset import Augment, CropSampler, DatasetError, SongStems, find_songs
 
 STATE_NAME = "last.ckpt"
 LOG_NAME = "loss_log.csv"
-LOG_FIELDS = ["step", "elapsed_s", "loss"] + [f"loss_{s}" for s in SOURCES] + ["val_loss"]
+LOG_FIELDS = ["step", "elapsed_s", "loss"] + [f"loss_{s}" for s in SOURCES] + ["val_loss", "lr"]
+PRECISIONS = ("fp32", "bf16")
 
 
 def crop_samples_for(cfg: LightSAFTConfig, n_frames: int) -> int:
@@ -49,18 +50,41 @@ def batch_conditions(batch_size: int, n_sources: int) -> torch.Tensor:
     return torch.arange(batch_size) % n_sources
 
 
+def learning_rate(step: int, peak: float, final: float | None = None, decay_start: int = 0,
+                  decay_end: int | None = None) -> float:
+    """Rate for the step after ``step``: ``peak`` until ``decay_start``, then a cosine down to ``final``.
+
+    A pure function of the step, so a resumed run continues the same schedule.
+    """
+    if final is None or decay_end is None:
+        return peak
+    if decay_end <= decay_start:
+        raise ValueError(f"decay ends at step {decay_end}, not after its start {decay_start}")
+    if step < decay_start:
+        return peak
+    progress = min(1.0, (step - decay_start) / (decay_end - decay_start))
+    return final + 0.5 * (peak - final) * (1.0 + math.cos(math.pi * progress))
+
+
 def spectral_loss(network: LightSAFTNet, spectral: Spectral, mixture: torch.Tensor,
-                  stems: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                  stems: torch.Tensor, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
     """The original objective: MSE between estimated and target spectrograms.
 
     mixture (B, samples, 2), stems (B, n_sources, samples, 2). Crop ``i`` is separated for
     condition ``i % n_sources`` (one network pass per crop, as the original trains). Returns
     (mean loss, per-source losses (n_sources,); NaN for a source absent from the batch).
+    ``precision="bf16"`` runs the network under bfloat16 autocast (weights, STFT and loss stay
+    fp32); on CPUs with AVX512-BF16 that makes a training step about 1.7x faster.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     batch, n_src = stems.shape[:2]
     condition = batch_conditions(batch, n_src)
     target = spectral.to_spec(stems[torch.arange(batch), condition])  # (B, 4, T, F)
-    estimate = network(spectral.to_spec(mixture), condition)
+    spec = spectral.to_spec(mixture)
+    with torch.autocast(spec.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        estimate = network(spec, condition)
+    estimate = estimate.float()
     per_crop = (estimate - target).pow(2).mean(dim=(1, 2, 3))
     per_source = torch.stack([per_crop[condition == s].mean() for s in range(n_src)]).detach()
     return per_crop.mean(), per_source
@@ -110,13 +134,20 @@ def train(cfg: LightSAFTConfig, songs: Sequence[SongStems], out_dir: Path, *, cr
           batch_size: int = 4, lr: float = 1e-3, max_steps: int | None = None,
           max_minutes: float | None = None, save_every_min: float = 5.0,
           validation: Sequence[SongStems] = (), val_crops: int = 8, seed: int = 0, resume: bool = True,
+          lr_final: float | None = None, decay_start: int = 0, precision: str = "fp32",
           log: Callable[[str], None] = print) -> int:
     """Train (or continue) a network in ``out_dir``; returns the final step.
 
     Stops at ``max_steps`` or after ``max_minutes`` of wall-clock time, whichever comes first.
+    With ``lr_final`` the rate follows :func:`learning_rate`'s cosine from ``decay_start`` to
+    ``max_steps``.
     """
     if max_steps is None and max_minutes is None:
         raise ValueError("give max_steps or max_minutes, or training never ends")
+    if lr_final is not None and max_steps is None:
+        raise ValueError("a decaying learning rate needs max_steps: the cosine ends there")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
     crop = crop_samples_for(cfg, crop_frames)
     torch.manual_seed(seed)
@@ -131,9 +162,7 @@ def train(cfg: LightSAFTConfig, songs: Sequence[SongStems], out_dir: Path, *, cr
     step = 0
     if resume and state_path.is_file():
         step = load_state(state_path, network, optimizer, sampler)
-        for group in optimizer.param_groups:  # the command line's rate wins over the saved one
-            group["lr"] = lr
-        log(f"resumed from {state_path} at step {step} (lr {lr:g})")
+        log(f"resumed from {state_path} at step {step}")
     log_path = out_dir / LOG_NAME
     if step and log_path.is_file():
         _truncate_log(log_path, step)
@@ -151,15 +180,19 @@ def train(cfg: LightSAFTConfig, songs: Sequence[SongStems], out_dir: Path, *, cr
                    (max_minutes is not None and elapsed >= 60 * max_minutes)
             if done:
                 break
+            rate = learning_rate(step, lr, lr_final, decay_start, max_steps)
+            for group in optimizer.param_groups:  # the schedule wins over a resumed state's rate
+                group["lr"] = rate
             mixture, stems = (torch.from_numpy(a) for a in sampler.batch(batch_size))
-            loss, per_source = spectral_loss(network, spectral, mixture, stems)
+            loss, per_source = spectral_loss(network, spectral, mixture, stems, precision)
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             step += 1
-            row = {"step": step, "elapsed_s": f"{elapsed:.1f}", "loss": f"{loss.item():.6g}", "val_loss": ""}
+            row = {"step": step, "elapsed_s": f"{elapsed:.1f}", "loss": f"{loss.item():.6g}", "val_loss": "",
+                   "lr": f"{rate:.4g}"}
             row.update({f"loss_{s}": f"{v:.6g}" for s, v in zip(SOURCES, per_source.tolist())})
             now = time.monotonic()
             if now - t_saved >= 60 * save_every_min:
@@ -171,7 +204,7 @@ def train(cfg: LightSAFTConfig, songs: Sequence[SongStems], out_dir: Path, *, cr
             writer.writerow(row)
             fh.flush()
             if step % 10 == 0:
-                log(f"step {step} {elapsed / 60:.1f} min loss {loss.item():.4g} "
+                log(f"step {step} {elapsed / 60:.1f} min lr {rate:.3g} loss {loss.item():.4g} "
                     + " ".join(f"{s}={v:.3g}" for s, v in zip(SOURCES, per_source.tolist())))
     save_state(state_path, network, optimizer, step, sampler)
     log(f"finished at step {step}; state in {state_path}")
@@ -227,7 +260,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="override the configuration's estimation mode (same network, same cost)")
     parser.add_argument("--crop-frames", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (the peak with --lr-final)")
+    parser.add_argument("--lr-final", type=float,
+                        help="cosine-decay the rate to this by --max-steps (needs --max-steps)")
+    parser.add_argument("--decay-start", type=int, default=0, help="step where the cosine decay begins")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="bf16: bfloat16 autocast for the network (about 1.7x faster on AVX512-BF16 CPUs)")
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--max-minutes", type=float)
     parser.add_argument("--save-every-min", type=float, default=5.0)
@@ -260,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(songs)} training songs, {len(validation)} validation songs; pid {os.getpid()}", flush=True)
     train(cfg, songs, args.out_dir, crop_frames=args.crop_frames, batch_size=args.batch_size, lr=args.lr,
           max_steps=args.max_steps, max_minutes=args.max_minutes, save_every_min=args.save_every_min,
-          validation=validation, seed=args.seed, resume=not args.no_resume,
-          log=lambda msg: print(msg, flush=True))
+          validation=validation, seed=args.seed, resume=not args.no_resume, lr_final=args.lr_final,
+          decay_start=args.decay_start, precision=args.precision, log=lambda msg: print(msg, flush=True))
     return 0
 
 
