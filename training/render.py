@@ -10,7 +10,6 @@ it to float WAV, and the mixture is the exact float32 sum of the four stems as w
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import mido
 import numpy as np
 import soundfile as sf
 
+from audio_io import StemWriter
 from models.constants import SAMPLE_RATE, SOURCES
 
 from .midi_parts import (VOCAL_STANDIN_PROGRAM, absolute_messages, is_note_off, is_note_on,
@@ -131,13 +131,10 @@ def vocal_gain(stems: Mapping[str, np.ndarray]) -> np.float32:
 
 
 def write_song(folder: Path, tracks: Mapping[str, np.ndarray]) -> None:
-    """Write ``{name}.wav`` (FLOAT) files atomically into ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, audio in tracks.items():
-        final = folder / f"{name}.wav"
-        tmp = folder / f".{name}.wav.tmp-{os.getpid()}"
-        sf.write(str(tmp), audio, SAMPLE_RATE, subtype="FLOAT", format="WAV")
-        os.replace(tmp, final)
+    """Write ``{name}.wav`` (float WAV) into ``folder``, all renamed into place together."""
+    with StemWriter({name: folder / f"{name}.wav" for name in tracks}) as writer:
+        for name, audio in tracks.items():
+            writer.write(name, audio)
 
 
 def excerpt(tracks: Mapping[str, np.ndarray], start_s: float, length_s: float) -> dict[str, np.ndarray]:

@@ -14,6 +14,7 @@ every song. Songs whose own choir part is the vocals keep their program.
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -96,7 +97,7 @@ def check_song(song: str, entry: Mapping[str, Any], parts: Mapping[str, Part]) -
             problems.append(f"{song}: {key} -> {stem}: drums must be exactly the percussion channel")
     bass = [k for k, v in mapping.items() if v == "bass"]
     if bass:
-        median = _median(stem_pitches(parts, bass))
+        median = float(statistics.median(stem_pitches(parts, bass)))
         if median > MAX_BASS_MEDIAN_PITCH:
             problems.append(f"{song}: bass stem median pitch {median} is above MIDI {MAX_BASS_MEDIAN_PITCH}")
     if "vocals" not in mapping.values():
@@ -105,12 +106,6 @@ def check_song(song: str, entry: Mapping[str, Any], parts: Mapping[str, Part]) -
         if mapping.get(key) != "vocals":
             problems.append(f"{song}: re-voiced part {key} is not mapped to vocals")
     return problems
-
-
-def _median(values: list[int]) -> float:
-    ordered = sorted(values)
-    n = len(ordered)
-    return float(ordered[n // 2]) if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2.0
 
 
 def check_map(stem_map: Mapping[str, Any], parts_by_song: Mapping[str, Mapping[str, Part]]) -> list[str]:

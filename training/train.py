@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -24,6 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from evaluator.files import atomic_write_text
 from models.checkpoint import safe_torch_load, save_lightning_checkpoint, split_state_dict
 from models.config import LightSAFTConfig
 from models.constants import SOURCES
@@ -215,12 +217,11 @@ def _truncate_log(path: Path, last_step: int) -> None:
     """Drop log rows past ``last_step``: steps a killed run took after its last save are redone."""
     with open(path, newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= last_step]
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=LOG_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
 
 
 def validation_loss(network: LightSAFTNet, spectral: Spectral, batch: tuple[np.ndarray, np.ndarray]) -> float:
