@@ -38,6 +38,11 @@ class SongStems:
         self.n_samples = n_samples
         self.files = dict(files) if files else None
         self.arrays = {s: np.asarray(arrays[s], dtype=np.float32) for s in SOURCES} if arrays else None
+        #: crop positions of this song are drawn in proportion to this (see ``set_share``)
+        self.weight = 1.0
+        #: every stem is scaled by this on reading (see ``match_level``); the mix stays their sum
+        self.gain = 1.0
+        self.mixture_file: Path | None = None
 
     @classmethod
     def from_folder(cls, folder: Path) -> "SongStems":
@@ -55,7 +60,11 @@ class SongStems:
             lengths.add(info.frames)
         if len(lengths) != 1:
             raise DatasetError(f"{folder}: stems differ in length ({sorted(lengths)})")
-        return cls(folder.name, lengths.pop(), files=files)
+        song = cls(folder.name, lengths.pop(), files=files)
+        mixture = folder / "mixture.wav"
+        if mixture.is_file() and sf.info(str(mixture)).frames == song.n_samples:
+            song.mixture_file = mixture  # the renderer's exact sum: one read instead of four
+        return song
 
     @classmethod
     def from_arrays(cls, name: str, stems: Mapping[str, np.ndarray]) -> "SongStems":
@@ -69,12 +78,26 @@ class SongStems:
         return cls(name, next(iter(lengths))[0], arrays=stems)
 
     def read(self, stem: str, start: int, length: int) -> np.ndarray:
-        """(length, 2) float32 from ``start``; the song must be at least ``length`` long."""
+        """(length, 2) float32 from ``start``, times ``gain``; the song must be at least ``length`` long."""
         if self.arrays is not None:
-            return self.arrays[stem][start:start + length]
-        audio, _ = sf.read(str(self.files[stem]), start=start, stop=start + length,
-                           dtype="float32", always_2d=True)
-        return audio
+            audio = self.arrays[stem][start:start + length]
+        else:
+            audio, _ = sf.read(str(self.files[stem]), start=start, stop=start + length,
+                               dtype="float32", always_2d=True)
+        return audio * np.float32(self.gain) if self.gain != 1.0 else audio
+
+    def mixture_rms(self, block: int = 1 << 20) -> float:
+        """RMS of the sum of the stems over the whole song (before ``gain``)."""
+        total = 0.0
+        for start in range(0, self.n_samples, block):
+            length = min(block, self.n_samples - start)
+            if self.mixture_file is not None:
+                mix, _ = sf.read(str(self.mixture_file), start=start, stop=start + length, dtype="float64",
+                                 always_2d=True)
+            else:
+                mix = sum(np.asarray(self.read(s, start, length), dtype=np.float64) / self.gain for s in SOURCES)
+            total += float(np.sum(np.square(mix)))
+        return float(np.sqrt(total / (self.n_samples * N_AUDIO_CHANNELS)))
 
 
 def find_songs(roots: Sequence[Path]) -> list[SongStems]:
@@ -90,6 +113,42 @@ def find_songs(roots: Sequence[Path]) -> list[SongStems]:
     return songs
 
 
+def set_share(main: Sequence[SongStems], extra: Sequence[SongStems], share: float, crop_samples: int) -> None:
+    """Weight ``extra``'s songs so that a fraction ``share`` of all crops comes from them.
+
+    Positions stay equally likely within each group; without this a large added collection
+    would crowd out the songs closest to the test material.
+    """
+    if not 0.0 < share < 1.0:
+        raise DatasetError(f"the extra data's share must lie between 0 and 1, got {share}")
+    main_len, extra_len = (sum(max(0, s.n_samples - crop_samples + 1) for s in group) for group in (main, extra))
+    if not main_len or not extra_len:
+        raise DatasetError("a share needs songs in both the main and the extra data")
+    for song in main:
+        song.weight = 1.0
+    for song in extra:
+        song.weight = share / (1.0 - share) * main_len / extra_len
+
+
+def match_level(main: Sequence[SongStems], extra: Sequence[SongStems]) -> float:
+    """Scale all of ``extra``'s songs by one gain that gives them ``main``'s median mixture RMS.
+
+    The objective is a squared error, so a collection mixed 5 dB hotter would weigh about three
+    times as much per crop; one gain per collection keeps its songs' own spread of levels.
+    Returns the gain.
+    """
+    if not main or not extra:
+        raise DatasetError("matching levels needs songs in both the main and the extra data")
+    reference = float(np.median([s.mixture_rms() for s in main]))
+    level = float(np.median([s.mixture_rms() for s in extra]))
+    if reference == 0.0 or level == 0.0:
+        raise DatasetError("cannot match levels: a collection is silent")
+    gain = reference / level
+    for song in extra:
+        song.gain = gain
+    return gain
+
+
 class CropSampler:
     """Draws batches of random crops: stems (B, n_sources, samples, 2) and their mixture sum."""
 
@@ -102,8 +161,8 @@ class CropSampler:
         self.crop_samples = crop_samples
         self.augment = augment
         self.rng = np.random.default_rng(seed)
-        lengths = np.array([s.n_samples - crop_samples + 1 for s in usable], dtype=np.float64)
-        self.weights = lengths / lengths.sum()  # every crop position equally likely
+        lengths = np.array([(s.n_samples - crop_samples + 1) * s.weight for s in usable], dtype=np.float64)
+        self.weights = lengths / lengths.sum()  # every crop position equally likely, times the song's weight
 
     def _draw(self) -> tuple[SongStems, int]:
         song = self.songs[self.rng.choice(len(self.songs), p=self.weights)]

@@ -6,6 +6,8 @@ it to float WAV, and the mixture is the exact float32 sum of the four stems as w
 
     python -m training.render --out data/openmsx            # all songs, full length
     python -m training.render --out data/openmsx_test30 --excerpt auto:30 --split test --flat
+    python -m training.render --out data/freedoom --map training/stem_map_freedoom.json \
+        --midi-dir data/midi/freedoom                       # after python -m training.wad_music
 """
 from __future__ import annotations
 
@@ -165,7 +167,7 @@ def busiest_start(tracks: Mapping[str, np.ndarray], length_s: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="output root")
-    parser.add_argument("--midi-dir", type=Path, default=MIDI_DIR)
+    parser.add_argument("--midi-dir", type=Path, default=MIDI_DIR, help="where the map's <song>.mid files are")
     parser.add_argument("--map", type=Path, default=STEM_MAP_PATH, help="reviewed part->stem map (JSON)")
     parser.add_argument("--split", choices=("train", "validation", "test"), action="append",
                         help="render only these splits (repeatable); default all")
@@ -187,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = {s: args.midi_dir / f"{s}.mid" for s in songs}
     absent = [str(p) for p in paths.values() if not p.is_file()]
     if absent:
-        raise RenderError(f"MIDI files not found: {absent[:3]}; install them: {APT_HINT}")
+        raise RenderError(f"MIDI files not found: {absent[:3]}; install them: {stem_map.get('prepare', APT_HINT)}")
     problems = check_map({"songs": songs}, {s: read_parts(p) for s, p in paths.items()})
     if problems:
         raise RenderError("the stem map does not fit the songs:\n  " + "\n  ".join(problems))

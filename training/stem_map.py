@@ -29,6 +29,17 @@ SPLITS = ("train", "validation", "test")
 LEAD_PITCH_RANGE = (55, 84)
 #: ... and mostly one note at a time.
 LEAD_MIN_MONO_FRACTION = 0.6
+#: Refinement: a mostly monophonic part whose median lies at or below C2 plays the bass line,
+#: whatever its program (rock MIDI often writes bass on saw leads or detuned guitars) ...
+LOW_LINE_MAX_MEDIAN = 36
+LOW_LINE_MIN_MONO = 0.9
+#: ... unless it is unpitched or an effect: GM 48 Timpani, 97-104 (synth effects) and 113-128
+#: (percussive, sound effects), 0-based. Such parts never stand in for the vocals either.
+UNPITCHED_PROGRAMS = frozenset({47, *range(96, 104), *range(112, 128)})
+#: Refinement: a choir/voice part is a sung line only with this many notes, mostly one at a time;
+#: sparse hits and chordal pads go to other, and the lead melody stands in for the vocals.
+VOICE_LINE_MIN_NOTES = 40
+VOICE_LINE_MIN_MONO = 0.5
 
 
 class StemMapError(ValueError):
@@ -63,6 +74,50 @@ def propose_map(parts: Mapping[str, Part]) -> dict[str, Any]:
             stems[leads[0]] = "vocals"
             revoice = [leads[0]]
     return {"parts": dict(sorted(stems.items())), "revoice": revoice}
+
+
+def _carries_a_tune(part: Part) -> bool:
+    """Pitched, not an effect, and busy enough to be heard as a line."""
+    return part.program not in UNPITCHED_PROGRAMS and part.n_notes >= VOICE_LINE_MIN_NOTES
+
+
+def refine_draft(parts: Mapping[str, Part], draft: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``propose_map``'s draft with the refinements above; returns (entry, what they changed).
+
+    Written for collections whose programs lie more than OpenMSX's (Freedoom); the list of
+    changes becomes the song's review note. An entry without vocals means: leave the song out.
+    """
+    stems = dict(draft["parts"])
+    notes: list[str] = []
+    for key, part in sorted(parts.items()):
+        if (stems.get(key) == "other" and part.program is not None
+                and part.program not in UNPITCHED_PROGRAMS and part.median_pitch <= LOW_LINE_MAX_MEDIAN
+                and part.mono_fraction >= LOW_LINE_MIN_MONO):
+            stems[key] = "bass"
+            notes.append(f"{key} low line (median {part.median_pitch:g}): bass")
+    drafted_leads = list(draft.get("revoice", []))
+    lead = [k for k in drafted_leads if _carries_a_tune(parts[k])]
+    for key in set(drafted_leads) - set(lead):
+        stems[key] = "other"
+        notes.append(f"lead {key} is an effect or too sparse: other")
+    choir = [k for k, v in stems.items() if v == "vocals" and k not in lead]
+    sung = [k for k in choir if _carries_a_tune(parts[k]) and parts[k].mono_fraction >= VOICE_LINE_MIN_MONO]
+    if not lead and not sung:
+        # The stand-in is scaled to -6 dB of the band over the whole song: a few choir hits
+        # would become loud bursts. They go to other, and a lead melody stands in if there is one.
+        for key in choir:
+            stems[key] = "other"
+        if choir:
+            notes.append(f"choir {', '.join(choir)} is hits or a pad, not a line: other")
+        leads = [k for k in lead_candidates(parts)
+                 if k not in choir and k not in drafted_leads and _carries_a_tune(parts[k])]
+        if leads:
+            stems[leads[0]] = "vocals"
+            lead = [leads[0]]
+            notes.append(f"lead {leads[0]} re-voiced as the stand-in")
+    if "vocals" not in stems.values():
+        notes.append("no lead melody part: song left out")
+    return {"parts": dict(sorted(stems.items())), "revoice": lead}, notes
 
 
 def load_stem_map(path: str | Path = STEM_MAP_PATH) -> dict[str, Any]:
@@ -117,3 +172,52 @@ def check_map(stem_map: Mapping[str, Any], parts_by_song: Mapping[str, Mapping[s
             continue
         problems.extend(check_song(song, entry, parts_by_song[song]))
     return problems
+
+
+def draft_collection(midi_dir: Path, source: str, prepare: str, split: str = "train") -> dict[str, Any]:
+    """A map for every ``*.mid`` in ``midi_dir``: ``propose_map`` plus ``refine_draft``.
+
+    Songs without any vocal stand-in are listed under ``left_out`` with the reason. Every entry's
+    ``review`` note records what the refinements changed, for the reviewer to confirm or edit.
+    """
+    from .midi_parts import read_parts
+
+    songs: dict[str, Any] = {}
+    left_out: dict[str, str] = {}
+    for path in sorted(Path(midi_dir).glob("*.mid")):
+        parts = read_parts(path)
+        entry, notes = refine_draft(parts, propose_map(parts))
+        if "vocals" not in entry["parts"].values():
+            left_out[path.stem] = "; ".join(notes)
+            continue
+        songs[path.stem] = {"split": split, **entry,
+                            "review": "; ".join(notes) if notes else "draft confirmed"}
+    return {"source": source, "prepare": prepare,
+            "keys": "c{channel}p{program}, 0-based as in the MIDI bytes; c9drums is the percussion channel",
+            "songs": songs, "left_out": left_out}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    from evaluator.files import atomic_write_text
+
+    parser = argparse.ArgumentParser(description="Draft a part->stem map for a folder of MIDI songs")
+    parser.add_argument("--midi-dir", type=Path, required=True)
+    parser.add_argument("--source", required=True, help="where the songs come from and their license")
+    parser.add_argument("--prepare", required=True, help="the commands that put the songs in --midi-dir")
+    parser.add_argument("--split", choices=SPLITS, default="train")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if not args.midi_dir.is_dir():
+        print(f"MIDI folder not found: {args.midi_dir}", file=sys.stderr)
+        return 2
+    data = draft_collection(args.midi_dir, args.source, args.prepare, args.split)
+    atomic_write_text(args.out, json.dumps(data, indent=1) + "\n")
+    print(f"{len(data['songs'])} songs drafted, {len(data['left_out'])} left out -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -32,7 +32,7 @@ from models.constants import SOURCES
 from models.lightsaft import LightSAFTNet
 from models.spectral import Spectral
 
-from .dataset import Augment, CropSampler, DatasetError, SongStems, find_songs
+from .dataset import Augment, CropSampler, DatasetError, SongStems, find_songs, match_level, set_share
 
 STATE_NAME = "last.ckpt"
 LOG_NAME = "loss_log.csv"
@@ -249,6 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the kit's LightSAFT+GPoCM (lightsaft_small).")
     parser.add_argument("--data", type=Path, action="append", default=[],
                         help="folder of MDX-layout song folders (repeatable)")
+    parser.add_argument("--extra-data", type=Path, action="append", default=[],
+                        help="folder of further songs that get --extra-share of the crops (repeatable)")
+    parser.add_argument("--extra-share", type=float, default=0.5,
+                        help="fraction of crops drawn from --extra-data (positions equally likely within each group)")
+    parser.add_argument("--extra-level", choices=("match", "keep"), default="match",
+                        help="match: scale --extra-data to the main data's median mixture RMS (default)")
     parser.add_argument("--validation", type=Path, action="append", default=[],
                         help="folder of validation songs (repeatable)")
     parser.add_argument("--demo-songs", type=int, default=0, help="add this many synthetic demo songs")
@@ -289,6 +295,14 @@ def main(argv: list[str] | None = None) -> int:
         songs = find_songs(args.data)
         if args.demo_songs:
             songs += demo_songs(args.demo_songs, args.demo_first_seed, args.demo_seconds)
+        if args.extra_data:
+            extra = find_songs(args.extra_data)
+            set_share(songs, extra, args.extra_share, crop_samples_for(cfg, args.crop_frames))
+            if args.extra_level == "match":
+                gain = match_level(songs, extra)
+                print(f"extra data scaled by {gain:.3f} ({20 * math.log10(gain):+.1f} dB) to the main data's "
+                      "median mixture RMS", flush=True)
+            songs += extra
         validation = find_songs(args.validation)
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
