@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import mido
 import numpy as np
 import torch
 
@@ -44,3 +45,30 @@ def music_like(n_samples: int, seed: int = 0, sr: int = 44100) -> np.ndarray:
     audio = np.stack([left, right], axis=1)
     peak = np.abs(audio).max() or 1.0
     return (0.8 * audio / peak).astype(np.float32)
+
+
+def write_midi(path: Path, parts: list[tuple[int, int | None, list[int], int]], chord_step: int = 4,
+               tempo: int | None = None) -> Path:
+    """A type-1 MIDI file of quarter notes, one track per part.
+
+    A part is (channel, program or None for no program change, pitches, notes per onset); an
+    onset of ``n`` notes stacks ``pitch, pitch + chord_step, ...``. ``tempo`` (us per beat) adds
+    a leading meta track with that tempo.
+    """
+    midi = mido.MidiFile(type=1, ticks_per_beat=96)
+    if tempo is not None:
+        midi.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=tempo, time=0)]))
+    for channel, program, pitches, chord in parts:
+        track = mido.MidiTrack()
+        if program is not None:
+            track.append(mido.Message("program_change", channel=channel, program=program, time=0))
+        for pitch in pitches:
+            for k in range(chord):
+                track.append(mido.Message("note_on", channel=channel, note=pitch + chord_step * k,
+                                          velocity=90, time=0))
+            for k in range(chord):
+                track.append(mido.Message("note_off", channel=channel, note=pitch + chord_step * k,
+                                          velocity=0, time=96 if k == 0 else 0))
+        midi.tracks.append(track)
+    midi.save(str(path))
+    return path

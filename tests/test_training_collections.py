@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from models.constants import SOURCES
+from tests.helpers import write_midi
 from training import wad_music
 from training.dataset import CropSampler, DatasetError, SongStems, match_level, set_share
 from training.midi_parts import read_parts
@@ -66,19 +67,8 @@ def test_wad_music_rejects_other_files(tmp_path):
 
 
 def _song(path: Path, parts: list[tuple[int, int, list[int], int]]) -> Path:
-    """parts: (channel, program, pitches, notes per onset)."""
-    midi = mido.MidiFile(type=1, ticks_per_beat=96)
-    for channel, program, pitches, chord in parts:
-        track = mido.MidiTrack([mido.Message("program_change", channel=channel, program=program, time=0)])
-        for pitch in pitches:
-            for k in range(chord):
-                track.append(mido.Message("note_on", channel=channel, note=pitch + 3 * k, velocity=90, time=0))
-            for k in range(chord):
-                track.append(mido.Message("note_off", channel=channel, note=pitch + 3 * k, velocity=0,
-                                          time=96 if k == 0 else 0))
-        midi.tracks.append(track)
-    midi.save(str(path))
-    return path
+    """parts: (channel, program, pitches, notes per onset); chords stack minor thirds."""
+    return write_midi(path, parts, chord_step=3)
 
 
 def test_refine_moves_low_lines_to_bass_and_replaces_a_choir_pad(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 import soundfile as sf
 
 from models.constants import SAMPLE_RATE, SOURCES
+from tests.helpers import write_midi
 from training import render
 from training.dataset import Augment, CropSampler, DatasetError, SongStems, find_songs
 from training.midi_parts import VOCAL_STANDIN_PROGRAM, read_parts
@@ -18,28 +19,13 @@ from training.stem_map import (SPLITS, check_map, check_song, load_stem_map,
 def _tiny_song(path) -> None:
     """Four bars: drums (ch 9), a bass-program line (ch 1), a lead (ch 2), pad chords (ch 3),
     and a 'bass' program (ch 4) that plays high - General MIDI lying."""
-    midi = mido.MidiFile(type=1, ticks_per_beat=96)
-    meta = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500000, time=0)])
-    midi.tracks.append(meta)
-
-    def track(channel, program, notes, chord=1):
-        tr = mido.MidiTrack()
-        if program is not None:
-            tr.append(mido.Message("program_change", channel=channel, program=program, time=0))
-        for pitch in notes:
-            for k in range(chord):
-                tr.append(mido.Message("note_on", channel=channel, note=pitch + 4 * k, velocity=90, time=0))
-            for k in range(chord):
-                tr.append(mido.Message("note_off", channel=channel, note=pitch + 4 * k, velocity=0,
-                                       time=96 if k == 0 else 0))
-        midi.tracks.append(tr)
-
-    track(9, None, [36, 38, 42, 38] * 2)
-    track(1, 33, [36, 40, 43, 36] * 2)  # electric bass, median < 48
-    track(2, 0, [72, 74, 76, 77, 79, 77, 76, 74])  # monophonic lead in the singing range
-    track(3, 48, [60, 62, 64, 60] * 2, chord=3)  # strings chords: polyphonic
-    track(4, 34, [67, 69, 71, 72] * 2, chord=2)  # a bass program far above C3
-    midi.save(str(path))
+    write_midi(path, [
+        (9, None, [36, 38, 42, 38] * 2, 1),
+        (1, 33, [36, 40, 43, 36] * 2, 1),  # electric bass, median < 48
+        (2, 0, [72, 74, 76, 77, 79, 77, 76, 74], 1),  # monophonic lead in the singing range
+        (3, 48, [60, 62, 64, 60] * 2, 3),  # strings chords: polyphonic
+        (4, 34, [67, 69, 71, 72] * 2, 2),  # a bass program far above C3
+    ], chord_step=4, tempo=500000)
 
 
 @pytest.fixture()

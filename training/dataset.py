@@ -79,12 +79,15 @@ class SongStems:
 
     def read(self, stem: str, start: int, length: int) -> np.ndarray:
         """(length, 2) float32 from ``start``, times ``gain``; the song must be at least ``length`` long."""
-        if self.arrays is not None:
-            audio = self.arrays[stem][start:start + length]
-        else:
-            audio, _ = sf.read(str(self.files[stem]), start=start, stop=start + length,
-                               dtype="float32", always_2d=True)
+        audio = self._read_as_stored(stem, start, length)
         return audio * np.float32(self.gain) if self.gain != 1.0 else audio
+
+    def _read_as_stored(self, stem: str, start: int, length: int) -> np.ndarray:
+        if self.arrays is not None:
+            return self.arrays[stem][start:start + length]
+        audio, _ = sf.read(str(self.files[stem]), start=start, stop=start + length,
+                           dtype="float32", always_2d=True)
+        return audio
 
     def mixture_rms(self, block: int = 1 << 20) -> float:
         """RMS of the sum of the stems over the whole song (before ``gain``)."""
@@ -95,7 +98,7 @@ class SongStems:
                 mix, _ = sf.read(str(self.mixture_file), start=start, stop=start + length, dtype="float64",
                                  always_2d=True)
             else:
-                mix = sum(np.asarray(self.read(s, start, length), dtype=np.float64) / self.gain for s in SOURCES)
+                mix = sum(self._read_as_stored(s, start, length).astype(np.float64) for s in SOURCES)
             total += float(np.sum(np.square(mix)))
         return float(np.sqrt(total / (self.n_samples * N_AUDIO_CHANNELS)))
 

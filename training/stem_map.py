@@ -13,15 +13,18 @@ every song. Songs whose own choir part is the vocals keep their program.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
+from evaluator.files import atomic_write_text
 from models.constants import SOURCES
 
 from .midi_parts import (BASS_PROGRAMS, DRUM_CHANNEL, MAX_BASS_MEDIAN_PITCH, VOICE_PROGRAMS, Part,
-                         stem_pitches)
+                         read_parts, stem_pitches)
 
 STEM_MAP_PATH = Path(__file__).with_name("stem_map.json")
 SPLITS = ("train", "validation", "test")
@@ -180,8 +183,6 @@ def draft_collection(midi_dir: Path, source: str, prepare: str, split: str = "tr
     Songs without any vocal stand-in are listed under ``left_out`` with the reason. Every entry's
     ``review`` note records what the refinements changed, for the reviewer to confirm or edit.
     """
-    from .midi_parts import read_parts
-
     songs: dict[str, Any] = {}
     left_out: dict[str, str] = {}
     for path in sorted(Path(midi_dir).glob("*.mid")):
@@ -198,11 +199,6 @@ def draft_collection(midi_dir: Path, source: str, prepare: str, split: str = "tr
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
-    from evaluator.files import atomic_write_text
-
     parser = argparse.ArgumentParser(description="Draft a part->stem map for a folder of MIDI songs")
     parser.add_argument("--midi-dir", type=Path, required=True)
     parser.add_argument("--source", required=True, help="where the songs come from and their license")

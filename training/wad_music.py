@@ -11,7 +11,6 @@ converter, and Freedoom has none.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import struct
 import sys
 from pathlib import Path
@@ -54,13 +53,12 @@ def extract(wads: list[Path], out_dir: Path) -> dict[str, Path]:
     same music cannot land in two splits. Returns ``{song name: path}``.
     """
     written: dict[str, Path] = {}
-    seen: set[str] = set()
+    seen: set[bytes] = set()  # music lumps are a few kB: the bytes themselves are the key
     for wad in wads:
         for lump, body in music_lumps(wad).items():
-            digest = hashlib.sha256(body).hexdigest()
-            if digest in seen:
+            if body in seen:
                 continue
-            seen.add(digest)
+            seen.add(body)
             name = f"{Path(wad).stem}_{lump}".lower()
             path = Path(out_dir) / f"{name}.mid"
             atomic_write_bytes(path, body)
