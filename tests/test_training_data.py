@@ -1,6 +1,7 @@
 """The training data recipe: MIDI parts, the reviewed stem map, per-stem MIDI, mixing, crops."""
 from __future__ import annotations
 
+import json
 
 import mido
 import numpy as np
@@ -107,6 +108,60 @@ def test_render_song_mixture_is_the_exact_sum(tiny_midi, monkeypatch):
     assert {t.shape for t in cut.values()} == {(441, 2)}
     with pytest.raises(render.RenderError, match="past the end"):
         render.excerpt(tracks, 0.0, 1.0)
+
+
+def test_variant_transposes_pitched_notes_and_scales_the_tempo(tiny_midi, tmp_path):
+    midi = mido.MidiFile(str(tiny_midi))
+    varied = render.vary_midi(midi, render.Variant(-2, 0.8))
+    before, after = _notes(midi), _notes(varied)
+    assert len(before) == len(after)
+    for (channel, note), (channel_after, note_after) in zip(before, after):
+        assert channel_after == channel
+        assert note_after == (note if channel == 9 else note - 2)  # the drum kit's keys are instruments
+    assert varied.length == pytest.approx(midi.length / 0.8, rel=1e-4)
+    # a song without a tempo event plays at MIDI's default 120 bpm, which must slow down as well
+    plain = write_midi(tmp_path / "plain.mid", [(0, 0, [60, 62, 64, 65], 1)])
+    plain_midi = mido.MidiFile(str(plain))
+    assert render.vary_midi(plain_midi, render.Variant(0, 1.25)).length == pytest.approx(plain_midi.length / 1.25)
+    assert render.vary_midi(plain_midi, render.Variant(3, 1.0)).length == pytest.approx(plain_midi.length)
+    assert _notes(render.vary_midi(midi, render.Variant())) == before
+
+
+def test_variant_parsing_and_folder_names():
+    assert render.Variant.parse("-2:0.9") == render.Variant(-2, 0.9)
+    assert render.Variant.parse("2:1.1").suffix == "_t+2_x1.10"
+    assert render.Variant.parse("0:1").suffix == ""
+    for bad in ("2", "a:1", "-2:0.9:1", "13:1", "0:3"):
+        with pytest.raises(render.RenderError, match="variant"):
+            render.Variant.parse(bad)
+    with pytest.raises(SystemExit):  # a usage error from the CLI, not a traceback
+        render.main(["--out", "unused", "--variant=13:1"])
+
+
+def test_render_cli_writes_one_folder_per_variant(tmp_path, monkeypatch):
+    midi_dir = tmp_path / "midi"
+    midi_dir.mkdir()
+    _tiny_song(midi_dir / "tiny.mid")
+    entry = propose_map(read_parts(midi_dir / "tiny.mid"))
+    entry["split"] = "train"
+    stem_map = tmp_path / "map.json"
+    stem_map.write_text(json.dumps({"songs": {"tiny": entry}}))
+    seen = []
+
+    def fake_render(midi_path, wav_path, soundfont=render.SOUNDFONT):
+        seconds = mido.MidiFile(str(midi_path)).length
+        seen.append(sorted({n for c, n in _notes(mido.MidiFile(str(midi_path))) if c != 9}))
+        return np.full((int(seconds * 100), 2), 0.01, dtype=np.float32)
+
+    monkeypatch.setattr(render, "require_tools", lambda soundfont=render.SOUNDFONT: "fluidsynth")
+    monkeypatch.setattr(render, "fluidsynth_render", fake_render)
+    assert render.main(["--out", str(tmp_path / "out"), "--map", str(stem_map), "--midi-dir", str(midi_dir),
+                        "--variant=-2:0.5", "--variant", "0:1"]) == 0
+    slow, plain = (sf.info(str(tmp_path / "out" / "train" / name / "mixture.wav")).frames
+                   for name in ("tiny_t-2_x0.50", "tiny"))
+    assert slow == pytest.approx(2 * plain, rel=0.01)
+    bass_slow, bass_plain = seen[2], seen[6]  # SOURCES order: vocals, drums, bass, other
+    assert bass_plain and bass_slow == [n - 2 for n in bass_plain]
 
 
 def test_written_song_reads_back_bit_exact(tmp_path):

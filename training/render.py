@@ -8,10 +8,12 @@ it to float WAV, and the mixture is the exact float32 sum of the four stems as w
     python -m training.render --out data/openmsx_test30 --excerpt auto:30 --split test --flat
     python -m training.render --out data/freedoom --map training/stem_map_freedoom.json \
         --midi-dir data/midi/freedoom                       # after python -m training.wad_music
+    python -m training.render --out data/openmsx_var --split train --variant=-2:0.9 --variant=2:1.1
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -26,7 +28,7 @@ import soundfile as sf
 from audio_io import StemWriter
 from models.constants import SAMPLE_RATE, SOURCES
 
-from .midi_parts import (VOCAL_STANDIN_PROGRAM, absolute_messages, is_note_off, is_note_on,
+from .midi_parts import (DRUM_CHANNEL, VOCAL_STANDIN_PROGRAM, absolute_messages, is_note_off, is_note_on,
                          key_channel, part_key)
 from .stem_map import STEM_MAP_PATH, check_map, load_stem_map
 
@@ -82,6 +84,56 @@ def stem_midi(midi: mido.MidiFile, parts: Mapping[str, str], stem: str,
     return out
 
 
+#: MIDI's tempo when a song sets none: 120 beats per minute, in microseconds per beat.
+DEFAULT_MIDI_TEMPO = 500_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A re-performance of a song: pitched notes moved by ``transpose`` semitones, played ``tempo`` x as fast.
+
+    Done on the MIDI, before synthesis, so a variant is as clean as the original render
+    (no resampling or phase-vocoder artefacts) and its stems still sum to its mixture exactly.
+    """
+
+    transpose: int = 0
+    tempo: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str) -> "Variant":
+        """``"SEMITONES:TEMPO"``, e.g. ``"-2:0.9"``."""
+        try:
+            semitones, tempo = text.split(":")
+            variant = cls(int(semitones), float(tempo))
+        except ValueError:
+            raise RenderError(f"a variant is SEMITONES:TEMPO such as -2:0.9, got {text!r}") from None
+        if not (-12 <= variant.transpose <= 12 and 0.5 <= variant.tempo <= 2.0):
+            raise RenderError(f"variant {text!r} is out of range (-12..12 semitones, tempo 0.5..2)")
+        return variant
+
+    @property
+    def suffix(self) -> str:
+        """Folder-name suffix; empty for the song as written."""
+        return "" if self == Variant() else f"_t{self.transpose:+d}_x{self.tempo:.2f}"
+
+
+def vary_midi(midi: mido.MidiFile, variant: Variant) -> mido.MidiFile:
+    """A copy of ``midi`` performed as ``variant``; the percussion channel is never transposed."""
+    def moved(msg: mido.Message) -> mido.Message:
+        if msg.type in ("note_on", "note_off", "polytouch") and msg.channel != DRUM_CHANNEL:
+            return msg.copy(note=min(127, max(0, msg.note + variant.transpose)))
+        if msg.type == "set_tempo":
+            return msg.copy(tempo=round(msg.tempo / variant.tempo))
+        return msg
+
+    out = mido.MidiFile(type=midi.type, ticks_per_beat=midi.ticks_per_beat)
+    out.tracks.extend(mido.MidiTrack(moved(m) for m in track) for track in midi.tracks)
+    if variant.tempo != 1.0 and not any(tick == 0 and m.type == "set_tempo" for tick, m in absolute_messages(midi)):
+        # the song starts at MIDI's implicit 120 bpm, which must speed up too
+        out.tracks[0].insert(0, mido.MetaMessage("set_tempo", tempo=round(DEFAULT_MIDI_TEMPO / variant.tempo)))
+    return out
+
+
 def require_tools(soundfont: Path = SOUNDFONT) -> str:
     """Path of the fluidsynth binary; a clear error when it or the soundfont is missing."""
     exe = shutil.which("fluidsynth")
@@ -106,9 +158,9 @@ def fluidsynth_render(midi_path: Path, wav_path: Path, soundfont: Path = SOUNDFO
     return audio
 
 
-def render_song(midi_path: Path, entry: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """All four stems of one song, padded to a common length, plus their exact sum."""
-    midi = mido.MidiFile(str(midi_path))
+def render_song(midi_path: Path, entry: Mapping[str, Any], variant: Variant = Variant()) -> dict[str, np.ndarray]:
+    """All four stems of one song (performed as ``variant``), padded to a common length, plus their exact sum."""
+    midi = vary_midi(mido.MidiFile(str(midi_path)), variant)
     stems: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory(prefix="mdxkit-render-") as tmp:
         for stem in SOURCES:
@@ -164,6 +216,13 @@ def busiest_start(tracks: Mapping[str, np.ndarray], length_s: float) -> float:
     return float(np.argmax(window.min(axis=0)))
 
 
+def _variant_argument(text: str) -> Variant:
+    try:
+        return Variant.parse(text)
+    except RenderError as exc:  # argparse turns this into a usage error instead of a traceback
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="output root")
@@ -175,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--excerpt", help="START:LENGTH in seconds, e.g. 20:30, or auto:LENGTH for the "
                         "window whose quietest stem is loudest")
     parser.add_argument("--flat", action="store_true", help="OUT/<song>/ instead of OUT/<split>/<song>/")
+    parser.add_argument("--variant", action="append", type=_variant_argument, metavar="SEMITONES:TEMPO",
+                        help="render each song transposed and at this tempo factor, into <song>_t-2_x0.90/ "
+                        "(repeatable; write --variant=-2:0.9 when it starts with a minus; 0:1 is the song "
+                        "as written); default the song as written")
     args = parser.parse_args(argv)
 
     from .midi_parts import read_parts
@@ -194,18 +257,20 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         raise RenderError("the stem map does not fit the songs:\n  " + "\n  ".join(problems))
     for song, entry in songs.items():
-        tracks = render_song(paths[song], entry)
-        if args.excerpt:
-            start_text, length_text = args.excerpt.split(":")
-            length = float(length_text)
-            start = busiest_start(tracks, length) if start_text == "auto" else float(start_text)
-            tracks = excerpt(tracks, start, length)
-            print(f"{song}: excerpt {start:g}-{start + length:g} s", flush=True)
-        folder = args.out / song if args.flat else args.out / entry["split"] / song
-        write_song(folder, tracks)
-        rms = {s: float(np.sqrt(np.mean(tracks[s] ** 2))) for s in SOURCES}
-        print(f"{song}: {tracks['mixture'].shape[0] / SAMPLE_RATE:.1f} s, rms "
-              + " ".join(f"{s}={v:.3f}" for s, v in rms.items()), flush=True)
+        for variant in args.variant or [Variant()]:
+            name = song + variant.suffix
+            tracks = render_song(paths[song], entry, variant)
+            if args.excerpt:
+                start_text, length_text = args.excerpt.split(":")
+                length = float(length_text)
+                start = busiest_start(tracks, length) if start_text == "auto" else float(start_text)
+                tracks = excerpt(tracks, start, length)
+                print(f"{name}: excerpt {start:g}-{start + length:g} s", flush=True)
+            folder = args.out / name if args.flat else args.out / entry["split"] / name
+            write_song(folder, tracks)
+            rms = {s: float(np.sqrt(np.mean(tracks[s] ** 2))) for s in SOURCES}
+            print(f"{name}: {tracks['mixture'].shape[0] / SAMPLE_RATE:.1f} s, rms "
+                  + " ".join(f"{s}={v:.3f}" for s, v in rms.items()), flush=True)
     return 0
 
 
