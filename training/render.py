@@ -84,8 +84,8 @@ def stem_midi(midi: mido.MidiFile, parts: Mapping[str, str], stem: str,
     return out
 
 
-#: MIDI's tempo when a song sets none: 120 beats per minute, in microseconds per beat.
-DEFAULT_MIDI_TEMPO = 500_000
+#: MIDI's tempo when a song sets none (120 bpm), in microseconds per beat.
+DEFAULT_MIDI_TEMPO = mido.bpm2tempo(120)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +118,10 @@ class Variant:
 
 
 def vary_midi(midi: mido.MidiFile, variant: Variant) -> mido.MidiFile:
-    """A copy of ``midi`` performed as ``variant``; the percussion channel is never transposed."""
+    """``midi`` performed as ``variant`` (a copy); the percussion channel is never transposed."""
+    if variant == Variant():
+        return midi
+
     def moved(msg: mido.Message) -> mido.Message:
         if msg.type in ("note_on", "note_off", "polytouch") and msg.channel != DRUM_CHANNEL:
             return msg.copy(note=min(127, max(0, msg.note + variant.transpose)))
@@ -216,6 +219,16 @@ def busiest_start(tracks: Mapping[str, np.ndarray], length_s: float) -> float:
     return float(np.argmax(window.min(axis=0)))
 
 
+def _excerpt_argument(text: str) -> tuple[float | None, float]:
+    """``START:LENGTH`` or ``auto:LENGTH`` -> (start, or None for auto, length), checked before any rendering."""
+    try:
+        start, length = text.split(":")
+        return (None if start == "auto" else float(start)), float(length)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"an excerpt is START:LENGTH or auto:LENGTH in seconds, got {text!r}") \
+            from None
+
+
 def _variant_argument(text: str) -> Variant:
     try:
         return Variant.parse(text)
@@ -231,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=("train", "validation", "test"), action="append",
                         help="render only these splits (repeatable); default all")
     parser.add_argument("--song", action="append", help="render only these songs (repeatable)")
-    parser.add_argument("--excerpt", help="START:LENGTH in seconds, e.g. 20:30, or auto:LENGTH for the "
+    parser.add_argument("--excerpt", type=_excerpt_argument, help="START:LENGTH in seconds, e.g. 20:30, or auto:LENGTH for the "
                         "window whose quietest stem is loudest")
     parser.add_argument("--flat", action="store_true", help="OUT/<song>/ instead of OUT/<split>/<song>/")
     parser.add_argument("--variant", action="append", type=_variant_argument, metavar="SEMITONES:TEMPO",
@@ -261,9 +274,9 @@ def main(argv: list[str] | None = None) -> int:
             name = song + variant.suffix
             tracks = render_song(paths[song], entry, variant)
             if args.excerpt:
-                start_text, length_text = args.excerpt.split(":")
-                length = float(length_text)
-                start = busiest_start(tracks, length) if start_text == "auto" else float(start_text)
+                start, length = args.excerpt
+                if start is None:
+                    start = busiest_start(tracks, length)
                 tracks = excerpt(tracks, start, length)
                 print(f"{name}: excerpt {start:g}-{start + length:g} s", flush=True)
             folder = args.out / name if args.flat else args.out / entry["split"] / name
