@@ -16,6 +16,8 @@ from training.midi_parts import read_parts
 from training.stem_map import check_map, draft_collection, load_stem_map, propose_map, refine_draft
 
 FREEDOOM_MAP = Path(__file__).resolve().parents[1] / "training" / "stem_map_freedoom.json"
+BLUPI_MAP = FREEDOOM_MAP.with_name("stem_map_blupi.json")
+BLUPI_MIDI_DIR = Path("/usr/share/planetblupi/music")
 
 
 def _midi_bytes(tmp_path: Path, notes: list[int], channel: int = 0, program: int = 0) -> bytes:
@@ -119,15 +121,32 @@ def test_extra_share_sets_the_fraction_of_crops():
         set_share(main, [], 0.5, 1000)
 
 
-def test_committed_freedoom_map_is_consistent():
-    data = load_stem_map(FREEDOOM_MAP)
-    assert len(data["songs"]) >= 40 and data["left_out"]
-    assert "BSD" in data["source"] and "training.wad_music" in data["prepare"]
+@pytest.mark.parametrize("stem_map, license_name, prepare", [
+    (FREEDOOM_MAP, "BSD", "training.wad_music"),
+    (BLUPI_MAP, "GPL-3", "planetblupi-music-midi"),
+])
+def test_committed_collection_map_is_consistent(stem_map, license_name, prepare):
+    data = load_stem_map(stem_map)
+    assert data["songs"] and data["left_out"]
+    assert license_name in data["source"] and prepare in data["prepare"]
     for name, entry in data["songs"].items():
         assert entry["split"] == "train", name  # held-out songs stay OpenMSX's
         assert set(entry["parts"].values()) <= set(SOURCES)
         assert "vocals" in entry["parts"].values() and entry.get("review"), name
     assert not set(data["songs"]) & set(data["left_out"])
+
+
+def test_committed_blupi_map_matches_the_installed_songs():
+    if not BLUPI_MIDI_DIR.is_dir():
+        pytest.skip(f"{BLUPI_MIDI_DIR} missing (apt-get install planetblupi-music-midi)")
+    data = load_stem_map(BLUPI_MAP)
+    installed = {p.stem for p in BLUPI_MIDI_DIR.glob("*.mid")}
+    assert installed == set(data["songs"]) | set(data["left_out"])
+    parts = {s: read_parts(BLUPI_MIDI_DIR / f"{s}.mid") for s in data["songs"]}
+    assert check_map(data, parts) == []
+    # the committed map is the draft plus review notes: its stems are what the rules propose
+    assert {s: e["parts"] for s, e in draft_collection(BLUPI_MIDI_DIR, "", "")["songs"].items()} \
+        == {s: e["parts"] for s, e in data["songs"].items()}
 
 
 def test_committed_freedoom_map_matches_the_installed_songs(tmp_path):

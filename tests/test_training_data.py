@@ -205,6 +205,12 @@ def test_render_cli_reports_a_missing_tool(monkeypatch, tmp_path):
         render.main(["--out", str(tmp_path)])
 
 
+def test_render_cli_reports_a_missing_soundfont(monkeypatch, tmp_path):
+    monkeypatch.setattr(render.shutil, "which", lambda name: "/usr/bin/fluidsynth")
+    with pytest.raises(render.RenderError, match="no.sf2 not found; give --soundfont an installed"):
+        render.main(["--out", str(tmp_path), "--soundfont", str(tmp_path / "no.sf2")])
+
+
 def _write_song(folder, n, seed, rate=SAMPLE_RATE):
     folder.mkdir(parents=True)
     rng = np.random.default_rng(seed)
@@ -255,3 +261,25 @@ def test_held_out_excerpt_is_where_every_stem_plays():
     assert render.busiest_start(tracks, 4) == 3.0
     with pytest.raises(render.RenderError, match="shorter than"):
         render.busiest_start(tracks, 11)
+
+
+def test_render_cli_voices_the_songs_with_the_chosen_soundfont(tmp_path, monkeypatch):
+    midi_dir = tmp_path / "midi"
+    midi_dir.mkdir()
+    _tiny_song(midi_dir / "tiny.mid")
+    entry = propose_map(read_parts(midi_dir / "tiny.mid"))
+    entry["split"] = "train"
+    stem_map = tmp_path / "map.json"
+    stem_map.write_text(json.dumps({"songs": {"tiny": entry}}))
+    soundfont = tmp_path / "other.sf2"
+    checked, used = [], []
+
+    def fake_render(midi_path, wav_path, soundfont=render.SOUNDFONT):
+        used.append(soundfont)
+        return np.full((100, 2), 0.01, dtype=np.float32)
+
+    monkeypatch.setattr(render, "require_tools", lambda soundfont=render.SOUNDFONT: checked.append(soundfont))
+    monkeypatch.setattr(render, "fluidsynth_render", fake_render)
+    assert render.main(["--out", str(tmp_path / "out"), "--map", str(stem_map), "--midi-dir", str(midi_dir),
+                        "--soundfont", str(soundfont)]) == 0
+    assert checked == [soundfont] and used == [soundfont] * len(SOURCES)

@@ -143,7 +143,8 @@ def require_tools(soundfont: Path = SOUNDFONT) -> str:
     if exe is None:
         raise RenderError(f"fluidsynth not found on PATH; install it: {APT_HINT}")
     if not soundfont.is_file():
-        raise RenderError(f"soundfont {soundfont} not found; install it: {APT_HINT}")
+        hint = f"install it: {APT_HINT}" if soundfont == SOUNDFONT else "give --soundfont an installed .sf2/.sf3 file"
+        raise RenderError(f"soundfont {soundfont} not found; {hint}")
     return exe
 
 
@@ -161,15 +162,17 @@ def fluidsynth_render(midi_path: Path, wav_path: Path, soundfont: Path = SOUNDFO
     return audio
 
 
-def render_song(midi_path: Path, entry: Mapping[str, Any], variant: Variant = Variant()) -> dict[str, np.ndarray]:
-    """All four stems of one song (performed as ``variant``), padded to a common length, plus their exact sum."""
+def render_song(midi_path: Path, entry: Mapping[str, Any], variant: Variant = Variant(),
+                soundfont: Path = SOUNDFONT) -> dict[str, np.ndarray]:
+    """All four stems of one song (performed as ``variant``, voiced by ``soundfont``), padded to a
+    common length, plus their exact sum."""
     midi = vary_midi(mido.MidiFile(str(midi_path)), variant)
     stems: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory(prefix="mdxkit-render-") as tmp:
         for stem in SOURCES:
             mid = Path(tmp) / f"{stem}.mid"
             stem_midi(midi, entry["parts"], stem, tuple(entry.get("revoice", ()))).save(str(mid))
-            stems[stem] = fluidsynth_render(mid, Path(tmp) / f"{stem}.wav")
+            stems[stem] = fluidsynth_render(mid, Path(tmp) / f"{stem}.wav", soundfont)
     length = max(a.shape[0] for a in stems.values())
     for stem, audio in stems.items():
         stems[stem] = np.pad(audio, ((0, length - audio.shape[0]), (0, 0)))
@@ -251,11 +254,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="render each song transposed and at this tempo factor, into <song>_t-2_x0.90/ "
                         "(repeatable; write --variant=-2:0.9 when it starts with a minus; 0:1 is the song "
                         "as written); default the song as written")
+    parser.add_argument("--soundfont", type=Path, default=SOUNDFONT,
+                        help=f"SoundFont (.sf2/.sf3) that voices the songs; default {SOUNDFONT}")
     args = parser.parse_args(argv)
 
     from .midi_parts import read_parts
 
-    require_tools()
+    require_tools(args.soundfont)
     stem_map = load_stem_map(args.map)
     songs = {s: e for s, e in stem_map["songs"].items()
              if (not args.split or e["split"] in args.split) and (not args.song or s in args.song)}
@@ -272,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     for song, entry in songs.items():
         for variant in args.variant or [Variant()]:
             name = song + variant.suffix
-            tracks = render_song(paths[song], entry, variant)
+            tracks = render_song(paths[song], entry, variant, args.soundfont)
             if args.excerpt:
                 start, length = args.excerpt
                 if start is None:
