@@ -197,4 +197,3 @@ def test_peak_rss_is_per_block():
         pass
     if "per song" in after.method:
         assert after.peak_mib < busy.peak_mib - 250
-

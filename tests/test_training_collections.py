@@ -121,13 +121,13 @@ def test_extra_share_sets_the_fraction_of_crops():
         set_share(main, [], 0.5, 1000)
 
 
-@pytest.mark.parametrize("stem_map, license_name, prepare", [
-    (FREEDOOM_MAP, "BSD", "training.wad_music"),
-    (BLUPI_MAP, "GPL-3", "planetblupi-music-midi"),
+@pytest.mark.parametrize("stem_map, license_name, prepare, n_songs", [
+    (FREEDOOM_MAP, "BSD", "training.wad_music", 50),
+    (BLUPI_MAP, "GPL-3", "planetblupi-music-midi", 5),
 ])
-def test_committed_collection_map_is_consistent(stem_map, license_name, prepare):
+def test_committed_collection_map_is_consistent(stem_map, license_name, prepare, n_songs):
     data = load_stem_map(stem_map)
-    assert data["songs"] and data["left_out"]
+    assert len(data["songs"]) == n_songs and data["left_out"]
     assert license_name in data["source"] and prepare in data["prepare"]
     for name, entry in data["songs"].items():
         assert entry["split"] == "train", name  # held-out songs stay OpenMSX's

@@ -138,7 +138,8 @@ def test_variant_parsing_and_folder_names():
         render.main(["--out", "unused", "--variant=13:1"])
 
 
-def test_render_cli_writes_one_folder_per_variant(tmp_path, monkeypatch):
+def _tiny_collection(tmp_path):
+    """A one-song MIDI folder and its drafted map (a training song); returns (folder, map path)."""
     midi_dir = tmp_path / "midi"
     midi_dir.mkdir()
     _tiny_song(midi_dir / "tiny.mid")
@@ -146,6 +147,11 @@ def test_render_cli_writes_one_folder_per_variant(tmp_path, monkeypatch):
     entry["split"] = "train"
     stem_map = tmp_path / "map.json"
     stem_map.write_text(json.dumps({"songs": {"tiny": entry}}))
+    return midi_dir, stem_map
+
+
+def test_render_cli_writes_one_folder_per_variant(tmp_path, monkeypatch):
+    midi_dir, stem_map = _tiny_collection(tmp_path)
     seen = []
 
     def fake_render(midi_path, wav_path, soundfont=render.SOUNDFONT):
@@ -264,13 +270,7 @@ def test_held_out_excerpt_is_where_every_stem_plays():
 
 
 def test_render_cli_voices_the_songs_with_the_chosen_soundfont(tmp_path, monkeypatch):
-    midi_dir = tmp_path / "midi"
-    midi_dir.mkdir()
-    _tiny_song(midi_dir / "tiny.mid")
-    entry = propose_map(read_parts(midi_dir / "tiny.mid"))
-    entry["split"] = "train"
-    stem_map = tmp_path / "map.json"
-    stem_map.write_text(json.dumps({"songs": {"tiny": entry}}))
+    midi_dir, stem_map = _tiny_collection(tmp_path)
     soundfont = tmp_path / "other.sf2"
     checked, used = [], []
 
