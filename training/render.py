@@ -9,6 +9,7 @@ it to float WAV, and the mixture is the exact float32 sum of the four stems as w
     python -m training.render --out data/freedoom --map training/stem_map_freedoom.json \
         --midi-dir data/midi/freedoom                       # after python -m training.wad_music
     python -m training.render --out data/openmsx_var --split train --variant=-2:0.9 --variant=2:1.1
+    python -m training.render --out data/openmsx_tim --split train --soundfont /usr/share/sounds/sf2/TimGM6mb.sf2
 """
 from __future__ import annotations
 
