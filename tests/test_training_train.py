@@ -144,6 +144,18 @@ def test_train_resume_and_export(tmp_path):
         torch.testing.assert_close(v, weights_after[k])
 
 
+def test_keep_saves_leaves_the_weights_of_every_save(tmp_path):
+    out = tmp_path / "run"
+    tr.train(TINY_CONFIG, _songs(1), out, crop_frames=CROP_FRAMES, max_steps=2, save_every_min=0.0,
+             keep_saves=True, log=lambda m: None)
+    assert sorted(p.name for p in (out / "saves").iterdir()) == ["step_000001.ckpt", "step_000002.ckpt"]
+    first = safe_torch_load(tr.saved_weights_path(out, 1))
+    assert first["global_step"] == 1 and first["optimizer_states"] == []
+    last = load_checkpoint(tr.saved_weights_path(out, 2)).network.state_dict()
+    for k, v in load_checkpoint(out / tr.STATE_NAME).network.state_dict().items():
+        torch.testing.assert_close(last[k], v)  # the final save is the state the run ended in
+
+
 def test_resume_refuses_another_configuration(tmp_path):
     out = tmp_path / "run"
     tr.train(TINY_CONFIG, _songs(1), out, crop_frames=CROP_FRAMES, max_steps=1, log=lambda m: None)

@@ -141,12 +141,14 @@ def train(cfg: LightSAFTConfig, songs: Sequence[SongStems], out_dir: Path, *, cr
           max_minutes: float | None = None, save_every_min: float = 5.0,
           validation: Sequence[SongStems] = (), val_crops: int = 8, seed: int = 0, resume: bool = True,
           lr_final: float | None = None, decay_start: int = 0, precision: str = "fp32",
-          log: Callable[[str], None] = print) -> int:
+          keep_saves: bool = False, log: Callable[[str], None] = print) -> int:
     """Train (or continue) a network in ``out_dir``; returns the final step.
 
     Stops at ``max_steps`` or after ``max_minutes`` of wall-clock time, whichever comes first.
     With ``lr_final`` the rate follows :func:`learning_rate`'s cosine from ``decay_start`` to
-    ``max_steps``.
+    ``max_steps``. With ``keep_saves`` every save also leaves the weights of that step in
+    ``out_dir/saves/step_NNNNNN.ckpt`` (see :func:`export_weights`), so that a state from inside a
+    leg can be scored and shipped, not only the last one.
     """
     if max_steps is None and max_minutes is None:
         raise ValueError("give max_steps or max_minutes, or training never ends")
@@ -164,6 +166,12 @@ def train(cfg: LightSAFTConfig, songs: Sequence[SongStems], out_dir: Path, *, cr
     if validation:
         val_batch = CropSampler(validation, crop, None, seed=seed + 1).batch(val_crops)
     state_path = out_dir / STATE_NAME
+
+    def save(at_step: int) -> None:
+        save_state(state_path, network, optimizer, at_step, sampler)
+        if keep_saves:
+            export_weights(state_path, saved_weights_path(out_dir, at_step))
+
     step = 0
     if resume and state_path.is_file():
         step = load_state(state_path, network, optimizer, sampler)
@@ -203,7 +211,7 @@ def train(cfg: LightSAFTConfig, songs: Sequence[SongStems], out_dir: Path, *, cr
             if now - t_saved >= 60 * save_every_min:
                 if val_batch is not None:
                     row["val_loss"] = f"{validation_loss(network, spectral, val_batch):.6g}"
-                save_state(state_path, network, optimizer, step, sampler)
+                save(step)
                 t_saved = now
                 log(f"step {step}: saved {state_path} (val_loss {row['val_loss'] or '-'})")
             writer.writerow(row)
@@ -211,7 +219,7 @@ def train(cfg: LightSAFTConfig, songs: Sequence[SongStems], out_dir: Path, *, cr
             if step % 10 == 0:
                 log(f"step {step} {elapsed / 60:.1f} min lr {rate:.3g} loss {loss.item():.4g} "
                     + " ".join(f"{s}={v:.3g}" for s, v in zip(SOURCES, per_source.tolist())))
-    save_state(state_path, network, optimizer, step, sampler)
+    save(step)
     log(f"finished at step {step}; state in {state_path}")
     return step
 
@@ -236,6 +244,11 @@ def validation_loss(network: LightSAFTNet, spectral: Spectral, batch: tuple[np.n
     return float(loss)
 
 
+def saved_weights_path(out_dir: Path, step: int) -> Path:
+    """Where ``--keep-saves`` leaves the weights of the save at ``step``."""
+    return out_dir / "saves" / f"step_{step:06d}.ckpt"
+
+
 def export_weights(state_path: Path, out_path: Path, **card: object) -> None:
     """Weights-only fp32 Lightning checkpoint (no optimizer state) from a training state."""
     ckpt = safe_torch_load(state_path)
@@ -244,6 +257,7 @@ def export_weights(state_path: Path, out_path: Path, **card: object) -> None:
     net_state, window = split_state_dict(ckpt["state_dict"])
     network.load_state_dict({k: v.float() for k, v in net_state.items()}, strict=True)
     network.eval()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     save_lightning_checkpoint(out_path, network, window=window, global_step=int(ckpt.get("global_step", 0)),
                               **card)
 
@@ -279,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int)
     parser.add_argument("--max-minutes", type=float)
     parser.add_argument("--save-every-min", type=float, default=5.0)
+    parser.add_argument("--keep-saves", action="store_true",
+                        help="also keep each save's weights as OUT_DIR/saves/step_NNNNNN.ckpt (weights only)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-resume", action="store_true")
@@ -317,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     train(cfg, songs, args.out_dir, crop_frames=args.crop_frames, batch_size=args.batch_size, lr=args.lr,
           max_steps=args.max_steps, max_minutes=args.max_minutes, save_every_min=args.save_every_min,
           validation=validation, seed=args.seed, resume=not args.no_resume, lr_final=args.lr_final,
-          decay_start=args.decay_start, precision=args.precision, log=lambda msg: print(msg, flush=True))
+          decay_start=args.decay_start, precision=args.precision, keep_saves=args.keep_saves,
+          log=lambda msg: print(msg, flush=True))
     return 0
 
 
