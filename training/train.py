@@ -147,8 +147,8 @@ def train(cfg: LightSAFTConfig, songs: Sequence[SongStems], out_dir: Path, *, cr
     Stops at ``max_steps`` or after ``max_minutes`` of wall-clock time, whichever comes first.
     With ``lr_final`` the rate follows :func:`learning_rate`'s cosine from ``decay_start`` to
     ``max_steps``. With ``keep_saves`` every save also leaves the weights of that step in
-    ``out_dir/saves/step_NNNNNN.ckpt`` (see :func:`export_weights`), so that a state from inside a
-    leg can be scored and shipped, not only the last one.
+    ``out_dir/saves/step_NNNNNN.ckpt`` (weights only, as ``--export`` writes them), so that a state
+    from inside a leg can be scored and shipped, not only the last one.
     """
     if max_steps is None and max_minutes is None:
         raise ValueError("give max_steps or max_minutes, or training never ends")
@@ -169,8 +169,10 @@ def train(cfg: LightSAFTConfig, songs: Sequence[SongStems], out_dir: Path, *, cr
 
     def save(at_step: int) -> None:
         save_state(state_path, network, optimizer, at_step, sampler)
-        if keep_saves:
-            export_weights(state_path, saved_weights_path(out_dir, at_step))
+        if keep_saves:  # from the network in memory: no read-back of the state just written
+            weights_path = saved_weights_path(out_dir, at_step)
+            weights_path.parent.mkdir(exist_ok=True)
+            save_state(weights_path, network, None, at_step, None)
 
     step = 0
     if resume and state_path.is_file():
@@ -257,7 +259,6 @@ def export_weights(state_path: Path, out_path: Path, **card: object) -> None:
     net_state, window = split_state_dict(ckpt["state_dict"])
     network.load_state_dict({k: v.float() for k, v in net_state.items()}, strict=True)
     network.eval()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     save_lightning_checkpoint(out_path, network, window=window, global_step=int(ckpt.get("global_step", 0)),
                               **card)
 
