@@ -88,7 +88,7 @@ def test_stem_midi_keeps_only_the_stem_notes_and_revoices_the_standin(tiny_midi)
 def test_render_song_mixture_is_the_exact_sum(tiny_midi, monkeypatch):
     lengths = iter([1000, 1200, 900, 1100])
 
-    def fake_render(midi_path, wav_path, soundfont=render.SOUNDFONT):
+    def fake_render(midi_path, wav_path, soundfont=render.SOUNDFONT, gain=render.SYNTH_GAIN):
         # a deterministic stand-in for fluidsynth: noise scaled by the stem's note count
         n_notes = len(_notes(mido.MidiFile(str(midi_path))))
         rng = np.random.default_rng(n_notes)
@@ -154,7 +154,7 @@ def test_render_cli_writes_one_folder_per_variant(tmp_path, monkeypatch):
     midi_dir, stem_map = _tiny_collection(tmp_path)
     seen = []
 
-    def fake_render(midi_path, wav_path, soundfont=render.SOUNDFONT):
+    def fake_render(midi_path, wav_path, soundfont=render.SOUNDFONT, gain=render.SYNTH_GAIN):
         seconds = mido.MidiFile(str(midi_path)).length
         seen.append(sorted({n for c, n in _notes(mido.MidiFile(str(midi_path))) if c != 9}))
         return np.full((int(seconds * 100), 2), 0.01, dtype=np.float32)
@@ -269,17 +269,19 @@ def test_held_out_excerpt_is_where_every_stem_plays():
         render.busiest_start(tracks, 11)
 
 
-def test_render_cli_voices_the_songs_with_the_chosen_soundfont(tmp_path, monkeypatch):
+def test_render_cli_voices_the_songs_with_the_chosen_soundfont_and_gain(tmp_path, monkeypatch):
     midi_dir, stem_map = _tiny_collection(tmp_path)
     soundfont = tmp_path / "other.sf2"
     checked, used = [], []
 
-    def fake_render(midi_path, wav_path, soundfont=render.SOUNDFONT):
-        used.append(soundfont)
+    def fake_render(midi_path, wav_path, soundfont=render.SOUNDFONT, gain=render.SYNTH_GAIN):
+        used.append((soundfont, gain))
         return np.full((100, 2), 0.01, dtype=np.float32)
 
     monkeypatch.setattr(render, "require_tools", lambda soundfont=render.SOUNDFONT: checked.append(soundfont))
     monkeypatch.setattr(render, "fluidsynth_render", fake_render)
     assert render.main(["--out", str(tmp_path / "out"), "--map", str(stem_map), "--midi-dir", str(midi_dir),
-                        "--soundfont", str(soundfont)]) == 0
-    assert checked == [soundfont] and used == [soundfont] * len(SOURCES)
+                        "--soundfont", str(soundfont), "--synth-gain", "1.0"]) == 0
+    assert checked == [soundfont] and used == [(soundfont, 1.0)] * len(SOURCES)
+    with pytest.raises(SystemExit):
+        render.main(["--out", str(tmp_path / "out"), "--map", str(stem_map), "--synth-gain", "0"])

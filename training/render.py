@@ -149,10 +149,11 @@ def require_tools(soundfont: Path = SOUNDFONT) -> str:
     return exe
 
 
-def fluidsynth_render(midi_path: Path, wav_path: Path, soundfont: Path = SOUNDFONT) -> np.ndarray:
+def fluidsynth_render(midi_path: Path, wav_path: Path, soundfont: Path = SOUNDFONT,
+                      gain: float = SYNTH_GAIN) -> np.ndarray:
     """Render one MIDI file; returns (samples, 2) float32 at the kit's sample rate."""
     exe = require_tools(soundfont)
-    cmd = [exe, "-ni", "-q", "-g", str(SYNTH_GAIN), "-r", str(SAMPLE_RATE), "-T", "wav", "-O", "float",
+    cmd = [exe, "-ni", "-q", "-g", str(gain), "-r", str(SAMPLE_RATE), "-T", "wav", "-O", "float",
            "-F", str(wav_path), str(soundfont), str(midi_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0 or not wav_path.is_file():
@@ -164,16 +165,16 @@ def fluidsynth_render(midi_path: Path, wav_path: Path, soundfont: Path = SOUNDFO
 
 
 def render_song(midi_path: Path, entry: Mapping[str, Any], variant: Variant = Variant(),
-                soundfont: Path = SOUNDFONT) -> dict[str, np.ndarray]:
-    """All four stems of one song (performed as ``variant``, voiced by ``soundfont``), padded to a
-    common length, plus their exact sum."""
+                soundfont: Path = SOUNDFONT, gain: float = SYNTH_GAIN) -> dict[str, np.ndarray]:
+    """All four stems of one song (performed as ``variant``, voiced by ``soundfont`` at synth
+    ``gain``), padded to a common length, plus their exact sum."""
     midi = vary_midi(mido.MidiFile(str(midi_path)), variant)
     stems: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory(prefix="mdxkit-render-") as tmp:
         for stem in SOURCES:
             mid = Path(tmp) / f"{stem}.mid"
             stem_midi(midi, entry["parts"], stem, tuple(entry.get("revoice", ()))).save(str(mid))
-            stems[stem] = fluidsynth_render(mid, Path(tmp) / f"{stem}.wav", soundfont)
+            stems[stem] = fluidsynth_render(mid, Path(tmp) / f"{stem}.wav", soundfont, gain)
     length = max(a.shape[0] for a in stems.values())
     for stem, audio in stems.items():
         stems[stem] = np.pad(audio, ((0, length - audio.shape[0]), (0, 0)))
@@ -257,7 +258,12 @@ def main(argv: list[str] | None = None) -> int:
                         "as written); default the song as written")
     parser.add_argument("--soundfont", type=Path, default=SOUNDFONT,
                         help=f"SoundFont (.sf2/.sf3) that voices the songs; default {SOUNDFONT}")
+    parser.add_argument("--synth-gain", type=float, default=SYNTH_GAIN,
+                        help=f"fluidsynth's gain (-g); default {SYNTH_GAIN}. The WAVs are float, so a "
+                        "gain that takes peaks past 1.0 does not clip")
     args = parser.parse_args(argv)
+    if args.synth_gain <= 0:
+        parser.error("--synth-gain must be positive")
 
     from .midi_parts import read_parts
 
@@ -278,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     for song, entry in songs.items():
         for variant in args.variant or [Variant()]:
             name = song + variant.suffix
-            tracks = render_song(paths[song], entry, variant, args.soundfont)
+            tracks = render_song(paths[song], entry, variant, args.soundfont, args.synth_gain)
             if args.excerpt:
                 start, length = args.excerpt
                 if start is None:
