@@ -17,8 +17,9 @@ the track names instead of from General MIDI programs:
 ``check_map`` then checks the map like a reviewed one (a bass median above C3 drops the song).
 
     apt-get install mma && mma -G          # -G builds MMA's groove index once
-    python -m training.mma_songs --out data/midi/mma --map training/stem_map_mma.json --songs 90
-    python -m training.render --out data/mma --map training/stem_map_mma.json --midi-dir data/midi/mma
+    python -m training.mma_songs --out data/midi/mma --map training/stem_map_mma.json --songs 90 --seed 0
+    python -m training.render --out data/mma --map training/stem_map_mma.json --midi-dir data/midi/mma \
+        --synth-gain 1.0
 """
 from __future__ import annotations
 
@@ -180,9 +181,9 @@ def track_stem(name: str) -> str:
     return "other"
 
 
-def stems_by_part(midi: mido.MidiFile) -> dict[str, str]:
-    """Part key -> stem from the MMA track names; a part played by two stems' tracks is an error."""
-    stems: dict[str, str] = {}
+def track_parts(midi: mido.MidiFile) -> list[tuple[str, str, str]]:
+    """``(track name, part key, stem)`` for every part each MMA track plays, in track order."""
+    found: list[tuple[str, str, str]] = []
     for track in midi.tracks:
         programs: dict[int, int] = {}
         for msg in track:
@@ -195,8 +196,17 @@ def stems_by_part(midi: mido.MidiFile) -> dict[str, str]:
                     stem = "other"  # a drum track off the percussion channel plays pitched notes
                 if stem == "bass" and programs.get(msg.channel, 0) in UNPITCHED_PROGRAMS:
                     stem = "other"  # e.g. showtune's Bass-Timp: timpani on the roots is no bass guitar
-                if stems.setdefault(key, stem) != stem:
-                    raise MMAError(f"part {key} is played by a {stems[key]} and a {stem} track")
+                if (track.name, key, stem) not in found:
+                    found.append((track.name, key, stem))
+    return found
+
+
+def stems_by_part(midi: mido.MidiFile) -> dict[str, str]:
+    """Part key -> stem from the MMA track names; a part played by two stems' tracks is an error."""
+    stems: dict[str, str] = {}
+    for _, key, stem in track_parts(midi):
+        if stems.setdefault(key, stem) != stem:
+            raise MMAError(f"part {key} is played by a {stems[key]} and a {stem} track")
     return stems
 
 
@@ -229,8 +239,7 @@ def make_collection(out_dir: Path, n_songs: int, seed: int) -> dict[str, Any]:
         entry = {"split": "train", "parts": dict(sorted(parts.items())),
                  "revoice": sorted(k for k, s in parts.items() if s == "vocals"),
                  "review": "by construction from MMA's track names: "
-                           + ", ".join(f"{t.name}->{track_stem(t.name)}" for t in midi.tracks if t.name
-                                       and any(is_note_on(m) for m in t)),
+                           + ", ".join(f"{track} {key}->{stem}" for track, key, stem in track_parts(midi)),
                  "settings": settings}
         problems = check_song(name, entry, read_parts(out_dir / f"{name}.mid"))
         if problems:
