@@ -24,6 +24,7 @@ the track names instead of from General MIDI programs:
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 import shutil
@@ -203,8 +204,12 @@ def track_parts(midi: mido.MidiFile) -> list[tuple[str, str, str]]:
 
 def stems_by_part(midi: mido.MidiFile) -> dict[str, str]:
     """Part key -> stem from the MMA track names; a part played by two stems' tracks is an error."""
+    return _stems_of(track_parts(midi))
+
+
+def _stems_of(found: list[tuple[str, str, str]]) -> dict[str, str]:
     stems: dict[str, str] = {}
-    for _, key, stem in track_parts(midi):
+    for _, key, stem in found:
         if stems.setdefault(key, stem) != stem:
             raise MMAError(f"part {key} is played by a {stems[key]} and a {stem} track")
     return stems
@@ -230,16 +235,17 @@ def make_collection(out_dir: Path, n_songs: int, seed: int) -> dict[str, Any]:
             continue
         atomic_write_text(out_dir / f"{name}.mma", source)
         atomic_write_bytes(out_dir / f"{name}.mid", midi_bytes)
-        midi = mido.MidiFile(str(out_dir / f"{name}.mid"))
+        midi = mido.MidiFile(file=io.BytesIO(midi_bytes))
+        found = track_parts(midi)  # one pass over the tracks gives both the map and its review note
         try:
-            parts = stems_by_part(midi)
+            parts = _stems_of(found)
         except MMAError as exc:
             left_out[name] = str(exc)
             continue
         entry = {"split": "train", "parts": dict(sorted(parts.items())),
                  "revoice": sorted(k for k, s in parts.items() if s == "vocals"),
                  "review": "by construction from MMA's track names: "
-                           + ", ".join(f"{track} {key}->{stem}" for track, key, stem in track_parts(midi)),
+                           + ", ".join(f"{track} {key}->{stem}" for track, key, stem in found),
                  "settings": settings}
         problems = check_song(name, entry, read_parts(out_dir / f"{name}.mid"))
         if problems:

@@ -167,12 +167,13 @@ def train(cfg: LightSAFTConfig, songs: Sequence[SongStems], out_dir: Path, *, cr
         val_batch = CropSampler(validation, crop, None, seed=seed + 1).batch(val_crops)
     state_path = out_dir / STATE_NAME
 
+    if keep_saves:
+        saved_weights_path(out_dir, 0).parent.mkdir(exist_ok=True)
+
     def save(at_step: int) -> None:
         save_state(state_path, network, optimizer, at_step, sampler)
         if keep_saves:  # from the network in memory: no read-back of the state just written
-            weights_path = saved_weights_path(out_dir, at_step)
-            weights_path.parent.mkdir(exist_ok=True)
-            save_state(weights_path, network, None, at_step, None)
+            save_state(saved_weights_path(out_dir, at_step), network, None, at_step, None)
 
     step = 0
     if resume and state_path.is_file():
