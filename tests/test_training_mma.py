@@ -11,7 +11,10 @@ import pytest
 from training import mma_songs
 from training.stem_map import load_stem_map
 
-MMA_MAP = Path(__file__).resolve().parents[1] / "training" / "stem_map_mma.json"
+TRAINING = Path(__file__).resolve().parents[1] / "training"
+# (map, --seed, --prefix, songs kept, songs left out) of each committed MMA generation
+GENERATIONS = [(TRAINING / "stem_map_mma.json", 0, "mma", 80, 10),
+               (TRAINING / "stem_map_mma_s1.json", 1, "mma_s1_", 95, 9)]
 
 
 def _named_track(name: str, channel: int, program: int, pitches: list[int]) -> mido.MidiTrack:
@@ -58,30 +61,47 @@ def test_song_source_is_a_whole_seeded_chart(style):
     assert again == source
 
 
-def test_committed_mma_map_is_consistent():
-    data = load_stem_map(MMA_MAP)
-    assert len(data["songs"]) == 80 and len(data["left_out"]) == 10
+@pytest.mark.parametrize("path, seed, prefix, n_songs, n_left_out", GENERATIONS)
+def test_committed_mma_map_is_consistent(path, seed, prefix, n_songs, n_left_out):
+    data = load_stem_map(path)
+    assert len(data["songs"]) == n_songs and len(data["left_out"]) == n_left_out
     assert "GPL-2" in data["source"] and "training.mma_songs" in data["prepare"]
+    assert f"--seed {seed}" in data["prepare"]
     for name, entry in data["songs"].items():
+        assert name.startswith(prefix) and entry["settings"]["style"] == name.split("_")[-1], name
         assert entry["split"] == "train", name
         assert entry["revoice"] and all(entry["parts"][k] == "vocals" for k in entry["revoice"])
         assert entry["review"].startswith("by construction"), name
-    assert len({e["settings"]["style"] for e in data["songs"].values()}) == 80  # one song per style
+        assert entry["settings"]["mma_seed"] == seed * 1000 + int(name[len(prefix):len(prefix) + 3])
+    assert len({e["settings"]["style"] for e in data["songs"].values()}) == n_songs  # one song per style
 
 
-def test_committed_mma_map_is_what_the_generator_makes(tmp_path):
+def test_generations_share_no_song_name():
+    names = [set(load_stem_map(path)["songs"]) | set(load_stem_map(path)["left_out"]) for path, *_ in GENERATIONS]
+    assert not names[0] & names[1]
+
+
+@pytest.mark.parametrize("path, seed, prefix, n_first", [(g[0], g[1], g[2], 12 - 6 * g[1]) for g in GENERATIONS])
+def test_committed_mma_map_is_what_the_generator_makes(tmp_path, path, seed, prefix, n_first):
     if shutil.which("mma") is None or not mma_songs.MMA_STDLIB.is_dir():
         pytest.skip("MMA not installed (apt-get install mma && mma -G)")
-    data = load_stem_map(MMA_MAP)
-    # song i depends only on the songs before it, so the first twelve are those of --songs 90
-    made = mma_songs.make_collection(tmp_path, n_songs=12, seed=0)
-    names = [f"mma{i:03d}_" for i in range(12)]
-    committed_songs = {k: v for k, v in data["songs"].items() if k[:7] in names}
-    committed_left_out = {k for k in data["left_out"] if k[:7] in names}
-    assert made["songs"] == committed_songs and set(made["left_out"]) == committed_left_out
+    data = load_stem_map(path)
+    # song i depends only on the songs before it, so the first ones are those of the full command
+    made = mma_songs.make_collection(tmp_path, n_songs=n_first, seed=seed, prefix=prefix)
+    first_ones = {f"{prefix}{i:03d}_" for i in range(n_first)}
+    in_first = lambda name: name[:len(prefix) + 4] in first_ones  # noqa: E731
+    assert made["songs"] == {k: v for k, v in data["songs"].items() if in_first(k)}
+    assert set(made["left_out"]) == {k for k in data["left_out"] if in_first(k)}
+    assert (f"--prefix {prefix}" in made["prepare"]) == (prefix != "mma")
     first = next(iter(made["songs"]))
-    mma_songs.make_collection(tmp_path / "again", n_songs=1, seed=0)  # MMA's randomness is seeded
+    mma_songs.make_collection(tmp_path / "again", n_songs=1, seed=seed, prefix=prefix)  # MMA's randomness is seeded
     assert (tmp_path / "again" / f"{first}.mid").read_bytes() == (tmp_path / f"{first}.mid").read_bytes()
+
+
+def test_prefix_must_be_a_file_name_part(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        mma_songs.main(["--out", str(tmp_path / "out"), "--map", str(tmp_path / "map.json"), "--prefix", "a/b"])
+    assert "--prefix" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def test_missing_mma_is_reported(tmp_path, monkeypatch, capsys):

@@ -20,6 +20,9 @@ the track names instead of from General MIDI programs:
     python -m training.mma_songs --out data/midi/mma --map training/stem_map_mma.json --songs 90 --seed 0
     python -m training.render --out data/mma --map training/stem_map_mma.json --midi-dir data/midi/mma \
         --synth-gain 1.0
+
+A second generation takes another seed and its own name prefix (``--songs 104 --seed 1 --prefix
+mma_s1_`` into ``data/midi/mma_s1`` and ``training/stem_map_mma_s1.json``).
 """
 from __future__ import annotations
 
@@ -215,8 +218,12 @@ def _stems_of(found: list[tuple[str, str, str]]) -> dict[str, str]:
     return stems
 
 
-def make_collection(out_dir: Path, n_songs: int, seed: int) -> dict[str, Any]:
-    """Write ``n_songs`` MMA songs (.mma and .mid) into ``out_dir``; return their stem map."""
+def make_collection(out_dir: Path, n_songs: int, seed: int, prefix: str = "mma") -> dict[str, Any]:
+    """Write ``n_songs`` MMA songs (.mma and .mid) into ``out_dir``; return their stem map.
+
+    Songs are named ``{prefix}{index:03d}_{style}``; a second generation (another ``seed``)
+    takes another ``prefix`` so that its songs never share a name with the first one's.
+    """
     rng = np.random.default_rng(seed)
     styles = library_styles()
     names = list(styles)
@@ -225,7 +232,7 @@ def make_collection(out_dir: Path, n_songs: int, seed: int) -> dict[str, Any]:
     left_out: dict[str, str] = {}
     out_dir.mkdir(parents=True, exist_ok=True)
     for i, style in enumerate(order):
-        name = f"mma{i:03d}_{style}"
+        name = f"{prefix}{i:03d}_{style}"
         # MMA's seed is not drawn from rng, so every song's settings stay those of the same --seed
         source, settings = song_source(style, styles[style], rng, mma_seed=seed * 1000 + i)
         try:
@@ -254,10 +261,10 @@ def make_collection(out_dir: Path, n_songs: int, seed: int) -> dict[str, Any]:
         songs[name] = entry
         print(f"{name}: {settings['form']}, {settings['tempo']} bpm, lead {settings['lead']}, "
               f"{midi.length:.0f} s", flush=True)
+    args = f"--songs {n_songs} --seed {seed}" + ("" if prefix == "mma" else f" --prefix {prefix}")
     return {"source": "songs made with MMA 21.09's style library (Debian mma, GPL-2+) by "
-                      f"python -m training.mma_songs --songs {n_songs} --seed {seed}",
-            "prepare": f"apt-get install mma && mma -G && python -m training.mma_songs --out DIR "
-                       f"--songs {n_songs} --seed {seed}",
+                      f"python -m training.mma_songs {args}",
+            "prepare": f"apt-get install mma && mma -G && python -m training.mma_songs --out DIR {args}",
             "keys": "c{channel}p{program}, 0-based as in the MIDI bytes; c9drums is the percussion channel",
             "songs": songs, "left_out": left_out}
 
@@ -268,9 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--map", type=Path, required=True, help="where to write the songs' stem map (JSON)")
     parser.add_argument("--songs", type=int, default=90)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prefix", default="mma",
+                        help="song name prefix; give each generation (seed) its own, e.g. mma_s1_")
     args = parser.parse_args(argv)
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", args.prefix):
+        parser.error(f"--prefix {args.prefix!r}: use letters, digits, '_' or '-' (it becomes part of file names)")
     try:
-        data = make_collection(args.out, args.songs, args.seed)
+        data = make_collection(args.out, args.songs, args.seed, args.prefix)
     except MMAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
