@@ -187,22 +187,22 @@ def track_stem(name: str) -> str:
 
 def track_parts(midi: mido.MidiFile) -> list[tuple[str, str, str]]:
     """``(track name, part key, stem)`` for every part each MMA track plays, in track order."""
-    found: list[tuple[str, str, str]] = []
+    found: dict[tuple[str, str, str], None] = {}  # insertion-ordered set
     for track in midi.tracks:
+        track_kind = track_stem(track.name)
         programs: dict[int, int] = {}
         for msg in track:
             if msg.type == "program_change":
                 programs[msg.channel] = msg.program
             elif is_note_on(msg):
-                key = part_key(msg.channel, programs.get(msg.channel, 0))
-                stem = track_stem(track.name)
+                program = programs.get(msg.channel, 0)
+                stem = track_kind
                 if stem == "drums" and msg.channel != DRUM_CHANNEL:
                     stem = "other"  # a drum track off the percussion channel plays pitched notes
-                if stem == "bass" and programs.get(msg.channel, 0) in UNPITCHED_PROGRAMS:
+                if stem == "bass" and program in UNPITCHED_PROGRAMS:
                     stem = "other"  # e.g. showtune's Bass-Timp: timpani on the roots is no bass guitar
-                if (track.name, key, stem) not in found:
-                    found.append((track.name, key, stem))
-    return found
+                found[(track.name, part_key(msg.channel, program), stem)] = None
+    return list(found)
 
 
 def stems_by_part(midi: mido.MidiFile) -> dict[str, str]:
@@ -254,7 +254,7 @@ def make_collection(out_dir: Path, n_songs: int, seed: int, prefix: str = "mma")
                  "review": "by construction from MMA's track names: "
                            + ", ".join(f"{track} {key}->{stem}" for track, key, stem in found),
                  "settings": settings}
-        problems = check_song(name, entry, read_parts(out_dir / f"{name}.mid"))
+        problems = check_song(name, entry, read_parts(midi))  # the bytes just written, already parsed
         if problems:
             left_out[name] = "; ".join(problems)
             continue
