@@ -19,7 +19,8 @@ from typing import Sequence
 
 import torch
 
-from models.checkpoint import CheckpointError, safe_torch_load, save_lightning_checkpoint, split_state_dict
+from models.checkpoint import (CheckpointError, build_network, safe_torch_load, save_lightning_checkpoint,
+                               split_state_dict)
 from models.config import LightSAFTConfig
 from models.lightsaft import LightSAFTNet
 
@@ -52,10 +53,7 @@ def average_checkpoints(paths: Sequence[Path]) -> tuple[LightSAFTNet, torch.Tens
             mean[key] = (total / len(states)).float()
         else:
             mean[key] = last.clone()
-    network = LightSAFTNet(configs[0])
-    network.load_state_dict(mean, strict=True)
-    network.eval()
-    return network, windows[0], steps
+    return build_network(configs[0], mean), windows[0], steps
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,9 +73,9 @@ def is_note_off(msg: mido.Message) -> bool:
     return msg.type == "note_off" or (msg.type == "note_on" and msg.velocity == 0)
 
 
-def read_parts(path: str | Path | mido.MidiFile) -> dict[str, Part]:
+def read_parts(source: str | Path | mido.MidiFile) -> dict[str, Part]:
     """Parse a MIDI file (or one already parsed) into its parts, with pitch, onset and polyphony statistics."""
-    midi = path if isinstance(path, mido.MidiFile) else mido.MidiFile(str(path))
+    midi = source if isinstance(source, mido.MidiFile) else mido.MidiFile(str(source))
     programs: dict[int, int] = {}
     parts: dict[str, Part] = {}
     sounding: dict[str, dict[int, int]] = {}  # part -> note -> count
