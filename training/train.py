@@ -264,8 +264,8 @@ def export_weights(state_path: Path, out_path: Path, **card: object) -> None:
                               **card)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train the kit's LightSAFT+GPoCM (lightsaft_small).")
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that say which songs the crops come from (shared with ``training.precise_bn``)."""
     parser.add_argument("--data", type=Path, action="append", default=[],
                         help="folder of MDX-layout song folders (repeatable)")
     parser.add_argument("--extra-data", type=Path, action="append", default=[],
@@ -274,12 +274,38 @@ def main(argv: list[str] | None = None) -> int:
                         help="fraction of crops drawn from --extra-data (positions equally likely within each group)")
     parser.add_argument("--extra-level", choices=("match", "keep"), default="match",
                         help="match: scale --extra-data to the main data's median mixture RMS (default)")
-    parser.add_argument("--validation", type=Path, action="append", default=[],
-                        help="folder of validation songs (repeatable)")
     parser.add_argument("--demo-songs", type=int, default=0, help="add this many synthetic demo songs")
     parser.add_argument("--demo-first-seed", type=int, default=1000,
                         help="first demo seed; keep clear of the evaluation demo set's seeds")
     parser.add_argument("--demo-seconds", type=float, default=30.0)
+
+
+def songs_from_arguments(args: argparse.Namespace, crop_samples: int) -> list[SongStems]:
+    """The songs :func:`add_data_arguments`' options name, extra data weighted and levelled.
+
+    Raises :class:`DatasetError` when a folder holds no usable song or none is named at all.
+    """
+    songs = find_songs(args.data)
+    if args.demo_songs:
+        songs += demo_songs(args.demo_songs, args.demo_first_seed, args.demo_seconds)
+    if args.extra_data:
+        extra = find_songs(args.extra_data)
+        set_share(songs, extra, args.extra_share, crop_samples)
+        if args.extra_level == "match":
+            gain = match_level(songs, extra)
+            print(f"extra data scaled by {gain:.3f} ({20 * math.log10(gain):+.1f} dB) to the main data's "
+                  "median mixture RMS", flush=True)
+        songs += extra
+    if not songs:
+        raise DatasetError("no training songs; pass --data and/or --demo-songs")
+    return songs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train the kit's LightSAFT+GPoCM (lightsaft_small).")
+    add_data_arguments(parser)
+    parser.add_argument("--validation", type=Path, action="append", default=[],
+                        help="folder of validation songs (repeatable)")
     parser.add_argument("--out-dir", type=Path, required=True, help="state, logs (resumes from here)")
     parser.add_argument("--config", type=Path, help="JSON of LightSAFTConfig fields; default lightsaft_small")
     parser.add_argument("--spec-est-mode", choices=("mapping", "masking"),
@@ -313,23 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.spec_est_mode:
         cfg = dataclasses.replace(cfg, spec_est_mode=args.spec_est_mode)
     try:
-        songs = find_songs(args.data)
-        if args.demo_songs:
-            songs += demo_songs(args.demo_songs, args.demo_first_seed, args.demo_seconds)
-        if args.extra_data:
-            extra = find_songs(args.extra_data)
-            set_share(songs, extra, args.extra_share, crop_samples_for(cfg, args.crop_frames))
-            if args.extra_level == "match":
-                gain = match_level(songs, extra)
-                print(f"extra data scaled by {gain:.3f} ({20 * math.log10(gain):+.1f} dB) to the main data's "
-                      "median mixture RMS", flush=True)
-            songs += extra
+        songs = songs_from_arguments(args, crop_samples_for(cfg, args.crop_frames))
         validation = find_songs(args.validation)
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not songs:
-        print("error: no training songs; pass --data and/or --demo-songs", file=sys.stderr)
         return 2
     print(f"{len(songs)} training songs, {len(validation)} validation songs; pid {os.getpid()}", flush=True)
     train(cfg, songs, args.out_dir, crop_frames=args.crop_frames, batch_size=args.batch_size, lr=args.lr,
