@@ -10,11 +10,11 @@ import torch
 from models.checkpoint import load_checkpoint, save_lightning_checkpoint
 from models.constants import SOURCES
 from models.spectral import Spectral
+from tests.helpers import TINY_CONFIG, music_like, random_network
+from tests.test_training_train import CROP_FRAMES, _songs
 from training import precise_bn
 from training.dataset import Augment, CropSampler
 from training.train import crop_samples_for
-from tests.helpers import TINY_CONFIG, music_like, random_network
-from tests.test_training_train import CROP_FRAMES, _songs
 
 
 def _batches(n, seed=0):
@@ -101,6 +101,9 @@ def test_cli_writes_a_loadable_checkpoint_and_refuses_bad_calls(tmp_path, capsys
     missing = tmp_path / "never.ckpt"
     assert precise_bn.main([str(src), str(missing), "--data", str(tmp_path / "none")]) == 2
     assert "not found" in capsys.readouterr().err and not missing.exists()
+    bad_crop = [str(src), str(missing), "--data", str(tmp_path / "data"), "--crop-frames", "10", "--threads", "1"]
+    assert precise_bn.main(bad_crop) == 2
+    assert "multiple of" in capsys.readouterr().err and not missing.exists()
     with pytest.raises(SystemExit):
         precise_bn.main([str(src), str(src), *common])
     with pytest.raises(SystemExit):

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -92,11 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_flush_denormal(True)
     try:
         loaded = load_checkpoint(args.checkpoint)
-        step = int(safe_torch_load(args.checkpoint).get("global_step", 0))  # 17 MB read twice: simpler than a second API
+        # the step is not part of LoadedModel; reading 17 MB twice is cheaper than widening that API
+        step = int(safe_torch_load(args.checkpoint).get("global_step", 0))
         cfg = loaded.config
-        sampler = CropSampler(songs_from_arguments(args, crop_samples_for(cfg, args.crop_frames)),
-                              crop_samples_for(cfg, args.crop_frames), Augment(), seed=args.seed)
-    except (CheckpointError, DatasetError) as exc:
+        crop = crop_samples_for(cfg, args.crop_frames)
+        sampler = CropSampler(songs_from_arguments(args, crop), crop, Augment(), seed=args.seed)
+    except (CheckpointError, DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     torch.manual_seed(args.seed)  # dropout masks

@@ -283,7 +283,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 def songs_from_arguments(args: argparse.Namespace, crop_samples: int) -> list[SongStems]:
     """The songs :func:`add_data_arguments`' options name, extra data weighted and levelled.
 
-    Raises :class:`DatasetError` when a folder holds no usable song or none is named at all.
+    Raises :class:`DatasetError` when a folder is missing or no song is named at all.
     """
     songs = find_songs(args.data)
     if args.demo_songs:
