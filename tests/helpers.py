@@ -47,6 +47,18 @@ def music_like(n_samples: int, seed: int = 0, sr: int = 44100) -> np.ndarray:
     return (0.8 * audio / peak).astype(np.float32)
 
 
+def write_stem_folder(folder: Path, n_samples: int, gain: float = 0.3) -> Path:
+    """A song folder with the four stems only (no mixture file), as a training data folder holds it."""
+    import soundfile as sf
+
+    from models.constants import SOURCES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, source in enumerate(SOURCES):
+        sf.write(str(folder / f"{source}.wav"), music_like(n_samples, seed=i) * gain, 44100, subtype="FLOAT")
+    return folder
+
+
 def write_midi(path: Path, parts: list[tuple[int, int | None, list[int], int]], chord_step: int = 4,
                tempo: int | None = None) -> Path:
     """A type-1 MIDI file of quarter notes, one track per part.

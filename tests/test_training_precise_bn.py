@@ -4,13 +4,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import soundfile as sf
 import torch
 
 from models.checkpoint import load_checkpoint, save_lightning_checkpoint
-from models.constants import SOURCES
 from models.spectral import Spectral
-from tests.helpers import TINY_CONFIG, music_like, random_network
+from tests.helpers import TINY_CONFIG, random_network, write_stem_folder
 from tests.test_training_train import CROP_FRAMES, _songs
 from training import precise_bn
 from training.dataset import Augment, CropSampler
@@ -77,10 +75,7 @@ def test_no_batch_is_an_error():
 
 
 def test_cli_writes_a_loadable_checkpoint_and_refuses_bad_calls(tmp_path, capsys):
-    song = tmp_path / "data" / "song"
-    song.mkdir(parents=True)
-    for i, s in enumerate(SOURCES):
-        sf.write(str(song / f"{s}.wav"), music_like(12000, seed=i) * 0.3, 44100, subtype="FLOAT")
+    write_stem_folder(tmp_path / "data" / "song", 12000)
     src = tmp_path / "in.ckpt"
     net = random_network(seed=2)
     save_lightning_checkpoint(src, net, global_step=1234)

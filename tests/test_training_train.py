@@ -13,7 +13,7 @@ from models.constants import SOURCES
 from models.spectral import Spectral
 from training import train as tr
 from training.dataset import SongStems
-from tests.helpers import TINY_CONFIG, music_like, random_network
+from tests.helpers import TINY_CONFIG, music_like, random_network, write_stem_folder
 
 CROP_FRAMES = 16
 
@@ -174,12 +174,7 @@ def test_training_lowers_the_loss(tmp_path):
 
 
 def test_cli_trains_and_exports(tmp_path, capsys):
-    import soundfile as sf
-
-    song = tmp_path / "data" / "song"
-    song.mkdir(parents=True)
-    for i, s in enumerate(SOURCES):
-        sf.write(str(song / f"{s}.wav"), music_like(8000, seed=i) * 0.3, 44100, subtype="FLOAT")
+    write_stem_folder(tmp_path / "data" / "song", 8000)
     cfg = tmp_path / "tiny.json"
     cfg.write_text(json.dumps(TINY_CONFIG.to_dict()))
     run = tmp_path / "run"
