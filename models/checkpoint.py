@@ -47,6 +47,7 @@ class LoadedModel:
     window: torch.Tensor
     source: str
     format: str  # "lightning" | "state_dict"
+    global_step: int = 0  # the training step it was saved at; 0 for a plain state_dict
 
 
 class _StubBase(dict):
@@ -206,7 +207,8 @@ def load_checkpoint(path: str | os.PathLike[str], config: LightSAFTConfig | None
     elif window.shape != (config.n_fft,):
         raise CheckpointError(f"{path}: {WINDOW_KEY} has shape {tuple(window.shape)}, expected ({config.n_fft},)")
     return LoadedModel(config=config, network=network, window=window.detach().float().clone(),
-                       source=str(path), format=fmt)
+                       source=str(path), format=fmt,
+                       global_step=int(obj.get("global_step", 0)) if fmt == "lightning" else 0)
 
 
 def save_lightning_checkpoint(path: str | os.PathLike[str], network: LightSAFTNet,

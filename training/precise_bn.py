@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.checkpoint import CheckpointError, load_checkpoint, safe_torch_load, save_lightning_checkpoint
+from models.checkpoint import CheckpointError, load_checkpoint, save_lightning_checkpoint
 from models.lightsaft import LightSAFTNet
 from models.spectral import Spectral
 
 from .dataset import Augment, CropSampler, DatasetError
-from .train import add_data_arguments, crop_samples_for, songs_from_arguments, spectral_loss
+from .train import add_data_arguments, batch_conditions, crop_samples_for, songs_from_arguments
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 
@@ -61,7 +61,8 @@ def recalibrate_batchnorm(network: LightSAFTNet, spectral: Spectral,
     try:
         with torch.no_grad():
             for mixture, stems in batches:
-                spectral_loss(network, spectral, torch.from_numpy(mixture), torch.from_numpy(stems))
+                # only the forward pass moves the statistics: no targets, no loss
+                network(spectral.to_spec(torch.from_numpy(mixture)), batch_conditions(*stems.shape[:2]))
                 used += 1
                 if progress is not None:
                     progress(used)
@@ -93,8 +94,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_flush_denormal(True)
     try:
         loaded = load_checkpoint(args.checkpoint)
-        # the step is not part of LoadedModel; reading 17 MB twice is cheaper than widening that API
-        step = int(safe_torch_load(args.checkpoint).get("global_step", 0))
         cfg = loaded.config
         crop = crop_samples_for(cfg, args.crop_frames)
         sampler = CropSampler(songs_from_arguments(args, crop), crop, Augment(), seed=args.seed)
@@ -109,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"batch {done}/{args.batches}", flush=True)
 
     used = recalibrate_batchnorm(loaded.network, Spectral(cfg.n_fft, cfg.hop_length), batches, progress)
-    save_lightning_checkpoint(args.out, loaded.network, window=loaded.window, global_step=step,
+    save_lightning_checkpoint(args.out, loaded.network, window=loaded.window, global_step=loaded.global_step,
                               mdxkit_precise_bn={"batches": used, "batch_size": args.batch_size,
                                                  "crop_frames": args.crop_frames, "seed": args.seed,
                                                  "source": str(args.checkpoint)})
