@@ -186,3 +186,18 @@ def test_cli_trains_and_exports(tmp_path, capsys):
     assert load_checkpoint(tmp_path / "w.ckpt").config == TINY_CONFIG
     assert tr.main(["--out-dir", str(run), "--data", str(tmp_path / "none"), "--max-steps", "1"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_cli_refuses_bf16_where_the_cpu_would_emulate_it(tmp_path, capsys, monkeypatch):
+    write_stem_folder(tmp_path / "data" / "song", 8000)
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(TINY_CONFIG.to_dict()))
+    run = tmp_path / "run"
+    args = ["--data", str(tmp_path / "data"), "--out-dir", str(run), "--config", str(cfg),
+            "--crop-frames", str(CROP_FRAMES), "--max-steps", "1", "--threads", "1", "--precision", "bf16"]
+    monkeypatch.setattr(tr, "cpu_has_fast_bf16", lambda: False)
+    assert tr.main(args) == 2
+    assert "--precision fp32" in capsys.readouterr().err
+    assert not run.exists()  # refused before anything was written
+    assert tr.main(args + ["--allow-slow-bf16"]) == 0
+    assert safe_torch_load(run / tr.STATE_NAME)["global_step"] == 1
