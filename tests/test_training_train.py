@@ -173,13 +173,18 @@ def test_training_lowers_the_loss(tmp_path):
     assert np.mean(losses[-10:]) < 0.75 * np.mean(losses[:10])
 
 
-def test_cli_trains_and_exports(tmp_path, capsys):
+def _cli_args(tmp_path, max_steps, *extra):
+    """Arguments of ``training.train``'s CLI for a tiny run on one song written in ``tmp_path``."""
     write_stem_folder(tmp_path / "data" / "song", 8000)
     cfg = tmp_path / "tiny.json"
     cfg.write_text(json.dumps(TINY_CONFIG.to_dict()))
+    return ["--data", str(tmp_path / "data"), "--out-dir", str(tmp_path / "run"), "--config", str(cfg),
+            "--crop-frames", str(CROP_FRAMES), "--max-steps", str(max_steps), "--threads", "1", *extra]
+
+
+def test_cli_trains_and_exports(tmp_path, capsys):
     run = tmp_path / "run"
-    args = ["--data", str(tmp_path / "data"), "--out-dir", str(run), "--config", str(cfg),
-            "--crop-frames", str(CROP_FRAMES), "--max-steps", "2", "--threads", "1"]
+    args = _cli_args(tmp_path, 2)
     assert tr.main(args) == 0
     assert (run / tr.STATE_NAME).is_file()
     assert tr.main(args[2:] + ["--export", str(tmp_path / "w.ckpt")]) == 0
@@ -189,12 +194,8 @@ def test_cli_trains_and_exports(tmp_path, capsys):
 
 
 def test_cli_refuses_bf16_where_the_cpu_would_emulate_it(tmp_path, capsys, monkeypatch):
-    write_stem_folder(tmp_path / "data" / "song", 8000)
-    cfg = tmp_path / "tiny.json"
-    cfg.write_text(json.dumps(TINY_CONFIG.to_dict()))
     run = tmp_path / "run"
-    args = ["--data", str(tmp_path / "data"), "--out-dir", str(run), "--config", str(cfg),
-            "--crop-frames", str(CROP_FRAMES), "--max-steps", "1", "--threads", "1", "--precision", "bf16"]
+    args = _cli_args(tmp_path, 1, "--precision", "bf16")
     monkeypatch.setattr(tr, "cpu_has_fast_bf16", lambda: False)
     assert tr.main(args) == 2
     assert "--precision fp32" in capsys.readouterr().err
