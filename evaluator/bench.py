@@ -48,49 +48,67 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def plain_separate(network, window, audio: np.ndarray, batch_items: int = 32) -> np.ndarray:
+def _geometry(architecture, config, mode: str = "exact"):
+    from separation.geometry import geometry_for
+
+    return geometry_for(architecture.window_spec(config), mode)
+
+
+def _body(network, features, condition):
+    return network.body(features if len(features) > 1 else features[0], condition)
+
+
+def plain_separate(architecture, network, window, audio: np.ndarray, batch_items: int = 32) -> np.ndarray:
     """The original's pipeline shape on the kit's network: every (window, target) item on its
-    own STFT, 32 items per network call, no shared stem. Returns (4, n, 2)."""
+    own STFT, 32 items per network call, no shared stem; the architecture's windows and
+    overlap weights. Returns (4, n, 2)."""
     import torch
 
+    from core.audio import ArraySource
+    from core.constants import N_SOURCES
     from models.spectral import Spectral
-    from separation.engine import ArraySource
-    from separation.geometry import WindowGeometry
 
     cfg = network.cfg
-    geo = WindowGeometry.exact(cfg)
+    geo = _geometry(architecture, cfg)
     spectral = Spectral(cfg.n_fft, cfg.hop_length, window)
     source = ArraySource(audio)
-    n_win, n_src = geo.n_windows(source.n_samples), cfg.control_input_dim
-    items = [(c, k) for c in range(n_win) for k in range(n_src)]
-    out = np.zeros((n_src, n_win * geo.step, 2), dtype=np.float32)
+    n_win = geo.n_windows(source.n_samples)
+    items = [(c, k) for c in range(n_win) for k in range(N_SOURCES)]
+    out = np.zeros((N_SOURCES, (n_win - 1) * geo.step + geo.kept, 2), dtype=np.float32)
+
+    def read(c: int) -> np.ndarray:
+        start = geo.window_start(c)
+        w = source.read(start, start + geo.window)
+        w[max(0, geo.read_stop(c, source.n_samples) - start):] = 0.0
+        return w
+
     with torch.inference_mode():
         for first in range(0, len(items), batch_items):
             chunk = items[first:first + batch_items]
-            wave = torch.from_numpy(np.stack([source.read(geo.window_start(c), geo.window_start(c) + geo.window)
-                                              for c, _ in chunk]))
+            wave = torch.from_numpy(np.stack([read(c) for c, _ in chunk]))
             cond = torch.tensor([k for _, k in chunk])
             sep = spectral.to_audio(network(spectral.to_spec(wave), cond))
             for (c, k), y in zip(chunk, sep):
-                out[k, c * geo.step:(c + 1) * geo.step] = y[geo.trim:geo.trim + geo.step].numpy()
+                piece = y[geo.trim:geo.trim + geo.kept].numpy()
+                weights = geo.weights(c, source.n_samples)
+                out[k, c * geo.step:c * geo.step + geo.kept] += piece if weights is None else piece * weights[:, None]
     return out[:, :source.n_samples]
 
 
-def network_gflop(config, n_frames: int) -> tuple[float, float]:
+def network_gflop(architecture, config, n_frames: int) -> tuple[float, float]:
     """(stem, body) GFLOP for one item of ``n_frames`` frames, counted by torch's FlopCounterMode."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from models.lightsaft import LightSAFTNet
-
-    net = LightSAFTNet(config).eval()
-    spec = torch.zeros(1, config.input_channels, n_frames, config.n_bins)
+    net = architecture.build(config).eval()
+    spec = torch.zeros(1, 4, n_frames, config.n_fft // 2 + 1)
     with torch.inference_mode():
         with FlopCounterMode(display=False) as counter:
             features = net.stem(spec)
         stem = counter.get_total_flops()
+        features = (features,) if isinstance(features, torch.Tensor) else tuple(features)
         with FlopCounterMode(display=False) as counter:
-            net.body(features, torch.tensor([0]))
+            _body(net, features, torch.tensor([0]))
         body = counter.get_total_flops()
     return stem / 1e9, body / 1e9
 
@@ -101,10 +119,10 @@ def run_child(name: str, model: str, artifacts: dict[str, str], wav: str, thread
     The stems are saved beside ``wav`` as ``<name>.npy`` for the parent to compare."""
     import torch
 
-    from audio_io import read_mixture
+    from core.audio import read_mixture
     from models.checkpoint import load_checkpoint
     from separation import Separator, StageTimes, TorchBackend, load_backend
-    from separation.engine import ArraySource
+    from core.audio import ArraySource
 
     spec = CONFIGS[name]
     torch.set_num_threads(threads)
@@ -114,14 +132,14 @@ def run_child(name: str, model: str, artifacts: dict[str, str], wav: str, thread
         setup = time.perf_counter() - t0
         audio = read_mixture(wav)
         t1 = time.perf_counter()
-        stems = plain_separate(loaded.network, loaded.window, audio)
+        stems = plain_separate(loaded.architecture, loaded.network, loaded.window, audio)
         wall = time.perf_counter() - t1
         times = {}
         mode, share = "exact", False
     else:
         if spec["backend"] == "torch":
             loaded = load_checkpoint(model)
-            backend, window = TorchBackend(loaded.network, share_stem=spec["share_stem"],
+            backend, window = TorchBackend(loaded.network, loaded.architecture, share_stem=spec["share_stem"],
                                            fold_bn=spec["fold_bn"]), loaded.window
         else:
             backend, window = load_backend(artifacts[spec["backend"]], spec["backend"], threads)
@@ -139,21 +157,21 @@ def run_child(name: str, model: str, artifacts: dict[str, str], wav: str, thread
             "shared_stem": share, "peak_rss_mib": _peak_rss_mib(), "n_samples": int(audio.shape[0])}
 
 
-def _executed_gflop(result: dict, config, flops: dict) -> float:
-    from separation.geometry import WindowGeometry
+def _executed_gflop(result: dict, architecture, config, flops: dict) -> float:
+    from core.constants import N_SOURCES
 
-    geo = WindowGeometry.for_mode(config, result["mode"])
+    geo = _geometry(architecture, config, result["mode"])
     n_frames = geo.window // config.hop_length + 1
     stem, body = flops[n_frames]
     n_win = geo.n_windows(result["n_samples"])
-    n_src = config.control_input_dim
+    n_src = N_SOURCES
     return n_win * ((stem if result["shared_stem"] else n_src * stem) + n_src * body)
 
 
 def _markdown(rows: list[dict], meta: dict) -> str:
     lines = [f"# Latency benchmark ({meta['audio_s']:.0f} s stereo input, {meta['threads']} threads)", "",
              f"Machine: {meta['machine']}; torch {meta['torch']}, onnxruntime {meta['onnxruntime']}; "
-             f"model `{meta['model']}`; {meta['when']}.", "",
+             f"model `{meta['model']}` ({meta['architecture']}); {meta['when']}.", "",
              "| configuration | mode | wall (s) | RTF | peak RSS (MiB) | network GFLOP/s | speed-up vs plain "
              "| max-abs vs plain | SDR vs plain (dB) |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -172,7 +190,7 @@ def _markdown(rows: list[dict], meta: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluator.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="LightSAFT checkpoint (.ckpt)")
+    parser.add_argument("checkpoint", help="checkpoint of any supported architecture (.ckpt / .pt)")
     parser.add_argument("--seconds", type=float, default=60.0, help="input duration (default 60)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of: " + ", ".join(CONFIGS))
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: available CPUs)")
@@ -194,20 +212,30 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime
     import torch
 
-    from audio_io import write_wav
+    from core.audio import write_wav
     from export.exporters import export_onnx, export_torchscript
-    from export.parity import parity_signal
+    from core.signals import parity_signal
     from models.checkpoint import load_checkpoint
-    from models.constants import SAMPLE_RATE
+    from core.constants import SAMPLE_RATE
 
     names = [n.strip() for n in args.configs.split(",") if n.strip()]
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
         parser.error(f"unknown configuration(s): {', '.join(unknown)}")
+    model = load_checkpoint(args.checkpoint)
+    arch, cfg = model.architecture, model.config
+    modes = {}
+    for mode in ("exact", "fast"):
+        try:
+            modes[mode] = _geometry(arch, cfg, mode)
+        except ValueError:  # this architecture has no fast mode
+            pass
+    skipped = [n for n in names if CONFIGS[n].get("mode", "exact") not in modes]
+    if skipped:
+        print(f"[bench] {arch.name} has no fast mode; skipping {', '.join(skipped)}", file=sys.stderr)
+        names = [n for n in names if n not in skipped]
     out_dir = Path(args.out or Path("results") / "bench" / time.strftime("%Y%m%d-%H%M%S"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = load_checkpoint(args.checkpoint)
-    cfg = model.config
     work = Path(tempfile.mkdtemp(prefix="mdxkit-bench-"))
     wav = work / "input.wav"
     write_wav(wav, parity_signal(int(args.seconds * SAMPLE_RATE)))
@@ -217,11 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(CONFIGS[n].get("backend") == "torchscript" for n in names):
         artifacts["torchscript"] = str(export_torchscript(model, work / "model.ts"))
     flops = {}
-    for mode in ("exact", "fast"):
-        from separation.geometry import WindowGeometry
-
-        n_frames = WindowGeometry.for_mode(cfg, mode).window // cfg.hop_length + 1
-        flops[n_frames] = network_gflop(cfg, n_frames)
+    for geo in modes.values():
+        n_frames = geo.window // cfg.hop_length + 1
+        flops[n_frames] = network_gflop(arch, cfg, n_frames)
     rows = []
     for name in names:
         print(f"[bench] {name}: {CONFIGS[name]['label']} ...", file=sys.stderr, flush=True)
@@ -234,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         row = json.loads(res.stdout.strip().splitlines()[-1])
         row["label"] = CONFIGS[name]["label"]
         row["rtf"] = row["wall_s"] / args.seconds
-        row["gflop"] = _executed_gflop(row, cfg, flops)
+        row["gflop"] = _executed_gflop(row, arch, cfg, flops)
         row["gflops"] = row["gflop"] / row["wall_s"]
         rows.append(row)
         print(f"[bench] {name}: wall {row['wall_s']:.1f} s, RTF {row['rtf']:.3f}, peak RSS "
@@ -251,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                                               for k in range(reference.shape[0])]))
     meta = {"audio_s": args.seconds, "threads": threads, "machine": f"{platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} CPUs visible, {available_cpus()} usable", "torch": torch.__version__,
-            "onnxruntime": onnxruntime.__version__, "model": args.checkpoint, "when": time.strftime("%Y-%m-%d %H:%M"),
+            "onnxruntime": onnxruntime.__version__, "model": args.checkpoint, "architecture": arch.name, "when": time.strftime("%Y-%m-%d %H:%M"),
             "gflop_per_item": {str(k): v for k, v in flops.items()}, "baseline": plain["name"]}
     (out_dir / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     md = _markdown(rows, meta)

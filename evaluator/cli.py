@@ -11,11 +11,12 @@ its budget or failed, 2 for unusable input (no checkpoint, bad data folder, mism
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from .budget import (ROUND1_SECONDS_PER_SONG, ROUND2_DURATION_RATIO, RULE_NAMES, SETUP_TIMEOUT_S, BudgetError,
+from separation.budget import (ROUND1_SECONDS_PER_SONG, ROUND2_DURATION_RATIO, RULE_NAMES, SETUP_TIMEOUT_S, BudgetError,
                      BudgetRule)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +25,7 @@ DEFAULT_DEMO_DIR = REPO_ROOT / "data" / "demo"
 
 def no_checkpoint_help() -> str:
     """How to get a model, printed when none is found (never a silent fallback)."""
-    from predict import DEFAULT_MODEL
+    from models import DEFAULT_CHECKPOINT as DEFAULT_MODEL
 
     return ("The evaluator never falls back to random weights. To get the kit's trained default, train it "
             f"(python -m training.train, see docs/EVALUATOR.md) or copy a trained checkpoint to "
@@ -63,10 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enforce", action="store_true",
                    help="stop a song at its limit, as the grader did (it then has no stems and no score); "
                         "by default a song may finish, is scored, and a miss is flagged")
-    p.add_argument("--backend", help="inference backend (default: from the model file's ending)")
+    p.add_argument("--backend", choices=["torch", "torchscript", "onnx"],
+                   help="inference backend (default: from the model file's ending)")
     p.add_argument("--threads", type=int, help="intra-op CPU threads for the predictor")
-    p.add_argument("--predictor", default="predict:LightSAFTPredictor", metavar="MODULE:CLASS",
-                   help="MusicDemixingPredictor subclass to run (constructed without arguments, like the grader)")
+    p.add_argument("--mode", choices=["exact", "fast"], help="window mode of the predictor (default exact)")
+    p.add_argument("--plain", action="store_true",
+                   help="run the reproducible plain pass (no deadline planning, no extras) instead of what grader "
+                        "mode would submit")
+    p.add_argument("--predictor", default=None, metavar="MODULE:CLASS",
+                   help="MusicDemixingPredictor subclass to run (default: the one grader mode runs; another class "
+                        "is constructed without arguments, like the grader)")
     p.add_argument("--museval", action="store_true",
                    help="also compute BSSEval v4 SDR with museval (slow; needs ffmpeg for its imports)")
     p.add_argument("--no-oracle", action="store_true", help="skip the mixture/4 and oracle IRM reference rows")
@@ -96,37 +103,47 @@ def _dataset(args: argparse.Namespace, out_dir: Path):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from predict import ModelNotFoundError, resolve_model_path
+    from separation.settings import ENV_BUDGET_RATIO, ENV_BUDGET_RULE, ENV_BUDGET_SECONDS, grader_settings
+    from separation.settings import ModelNotFoundError
 
     from .datasets import DatasetError
-    from .harness import EvalSettings, RunDirError, SetupError, evaluate
+    from .harness import DEFAULT_PREDICTOR, EvalSettings, RunDirError, SetupError, evaluate
     from .reports import terminal_summary, write_reports
     from .scoring import ScoringError
 
     try:
-        checkpoint = resolve_model_path(args.checkpoint)
-    except ModelNotFoundError as exc:
-        return _error(f"{exc}\n{no_checkpoint_help()}")
-    try:
         budget = BudgetRule.from_options(args.budget_rule, args.budget_seconds, args.budget_ratio)
         if args.setup_timeout <= 0:
             raise BudgetError("--setup-timeout must be positive")
-    except BudgetError as exc:
+        # What grader mode would submit: its settings from this environment, planned against the
+        # limit this run times songs with (unless MDX_BUDGET_* says otherwise), or the plain pass.
+        env = dict(os.environ)
+        if not any(env.get(k) for k in (ENV_BUDGET_RULE, ENV_BUDGET_SECONDS, ENV_BUDGET_RATIO)):
+            env.update({ENV_BUDGET_RULE: budget.name} if budget.name in RULE_NAMES else
+                       {ENV_BUDGET_SECONDS: str(budget.value)} if budget.kind == "fixed" else
+                       {ENV_BUDGET_RATIO: str(budget.value)})
+        predictor_settings = grader_settings(env, model=args.checkpoint, backend=args.backend, threads=args.threads,
+                                             mode=args.mode, progress=not args.quiet)
+        if args.plain:
+            predictor_settings = predictor_settings.replace(budget=None)
+        checkpoint = predictor_settings.model_path()
+    except ModelNotFoundError as exc:
+        return _error(f"{exc}\n{no_checkpoint_help()}")
+    except (BudgetError, ValueError) as exc:
         return _error(str(exc))
     out_dir = Path(args.out).expanduser().resolve()
-    settings = EvalSettings(out_dir=out_dir, checkpoint=checkpoint, budget=budget,
-                            setup_timeout_s=args.setup_timeout, enforce=args.enforce,
-                            backend=args.backend, threads=args.threads, museval=args.museval,
-                            oracle=not args.no_oracle, predictor=args.predictor,
-                            progress=not args.quiet)
+    settings = EvalSettings(out_dir=out_dir, predictor_settings=predictor_settings, budget=budget,
+                            setup_timeout_s=args.setup_timeout, enforce=args.enforce, museval=args.museval,
+                            oracle=not args.no_oracle, predictor=args.predictor or DEFAULT_PREDICTOR)
     try:
         if args.museval:
             from .scoring import _import_museval
 
             _import_museval()  # fail before hours of separation, not after
         dataset = _dataset(args, out_dir)
-        print(f"[evaluator] {dataset.description}; checkpoint {checkpoint}; budget {budget.describe()}",
-              file=sys.stderr, flush=True)
+        plan = predictor_settings.budget.describe() if predictor_settings.budget else "none (plain pass)"
+        print(f"[evaluator] {dataset.description}; checkpoint {checkpoint}; songs timed against "
+              f"{budget.describe()}; the predictor plans against {plan}", file=sys.stderr, flush=True)
         result = evaluate(dataset, settings)
     except (DatasetError, RunDirError, ScoringError, ValueError) as exc:
         return _error(str(exc))

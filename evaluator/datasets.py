@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from models.constants import N_AUDIO_CHANNELS, SAMPLE_RATE, SOURCES
+from core.constants import N_AUDIO_CHANNELS, SAMPLE_RATE, SOURCES
 
 MIXTURE = "mixture"
 
@@ -89,7 +89,7 @@ def read_float64(path: Path) -> np.ndarray:
 
 
 def _info(path: Path) -> tuple[int, int, int]:
-    from audio_io import AudioError, audio_info
+    from core.audio import AudioError, audio_info
 
     try:
         return audio_info(path)
@@ -184,7 +184,7 @@ def require_ffmpeg(what: str) -> None:
 def _decoded_song(name: str, n_samples: int, scratch: Path, source_file: Path,
                   decode: Callable[[], dict[str, np.ndarray]], has_refs: bool) -> Song:
     """A song whose mixture is decoded to ``scratch/<name>/mixture.wav`` for its turn only."""
-    from audio_io import write_wav
+    from core.audio import write_wav
 
     cache: dict[str, np.ndarray] = {}
     song = Song(name, n_samples, scratch, source_file=Path(source_file))

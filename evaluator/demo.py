@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.constants import N_AUDIO_CHANNELS, SAMPLE_RATE, SOURCES
+from core.constants import N_AUDIO_CHANNELS, SAMPLE_RATE, SOURCES
+from core.files import atomic_path, atomic_write_text
 
 #: The default demo set: a handful of 20-40 s songs, small enough for a full-size model on CPU.
 DEMO_SONGS = 4
@@ -396,7 +397,7 @@ def write_demo_set(root: str | os.PathLike[str], n_songs: int = DEMO_SONGS, seed
     the manifest (``demo.json``) is written last, so an interrupted call never leaves a song or
     a set that looks finished. Returns the song folders.
     """
-    from audio_io import write_wav
+    from core.audio import write_wav
 
     if n_songs < 1:
         raise ValueError("n_songs must be at least 1")
@@ -406,19 +407,14 @@ def write_demo_set(root: str | os.PathLike[str], n_songs: int = DEMO_SONGS, seed
     folders = []
     for index, duration in enumerate(durations):
         folder = root / demo_song_name(index)
-        tmp = root / f".{folder.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
+        with atomic_path(folder) as tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
             song = make_demo_song(song_seed(seed, index), duration)
             for name in ("mixture",) + SOURCES:
                 write_wav(tmp / f"{name}.wav", song[name])
             if folder.exists():
                 shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         folders.append(folder)
     _write_text(root / README_NAME, _README)
     _write_text(root / MANIFEST_NAME, json.dumps(_manifest(n_songs, seed, durations), indent=2) + "\n")
@@ -435,9 +431,7 @@ def ensure_demo_set(root: str | os.PathLike[str], n_songs: int = DEMO_SONGS, see
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 _README = """mdx-kit demo set -- SYNTHETIC AUDIO

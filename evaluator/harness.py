@@ -26,20 +26,23 @@ from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
-from models.constants import SOURCES
+from core.constants import SOURCES
 
-from .budget import SETUP_TIMEOUT_S, BudgetRule
+from separation.budget import SETUP_TIMEOUT_S, BudgetRule
 from .datasets import Dataset, Song, read_float64
-from .files import atomic_write_json, read_json, sha256_file
+from core.files import atomic_write_json, read_json, sha256_file
 from .memory import PeakRSS
-from .music_demixing import ENV_RESULTS, MusicDemixingPredictor, TimeoutException
+from separation.music_demixing import ENV_RESULTS, MusicDemixingPredictor, TimeoutException
+from separation.predictor import KitPredictor
+from separation.settings import PredictorSettings
 from .oracle import reference_scores
 from .scoring import museval_song, song_scores
 
 STATE_DIR = ".state"
 INPUTS_DIR = ".inputs"
 RECORD_VERSION = 1
-DEFAULT_PREDICTOR = "predict:LightSAFTPredictor"
+#: The class grader mode runs (``predict.PREDICTOR_CLASS``).
+DEFAULT_PREDICTOR = "predict:PREDICTOR_CLASS"
 
 STATUS_OK = "ok"
 STATUS_TIMEOUT = "timeout"
@@ -59,23 +62,25 @@ class SetupError(RuntimeError):
 class EvalSettings:
     """Everything that shapes a run besides the data.
 
-    ``checkpoint`` reaches the predictor as ``$MDX_MODEL`` (and ``backend``/``threads`` as
-    ``$MDX_BACKEND``/``$MDX_THREADS``), the way a grader configures a predictor it constructs
-    without arguments. ``enforce``: stop a song at its limit like the grader, leaving it without
+    ``predictor_settings``: what the kit's predictor runs with (by default the settings grader
+    mode would submit, budget included; see ``evaluator.cli``); a ``--predictor`` class that is not
+    the kit's is constructed without arguments, like the grader does. ``budget``: the limit each
+    song is timed against. ``enforce``: stop a song at its limit like the grader, leaving it without
     stems; by default it may finish, is scored, and the miss is flagged.
     """
 
     out_dir: Path
-    checkpoint: Path
+    predictor_settings: PredictorSettings
     budget: BudgetRule = dataclasses.field(default_factory=BudgetRule.round2)
     setup_timeout_s: float = SETUP_TIMEOUT_S
     enforce: bool = False
-    backend: str | None = None
-    threads: int | None = None
     museval: bool = False
     oracle: bool = True
     predictor: str = DEFAULT_PREDICTOR
-    progress: bool = False
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.predictor_settings.model_path()
 
 
 @dataclasses.dataclass
@@ -95,24 +100,12 @@ def checkpoint_identity(path: Path) -> dict:
     return {"path": str(path), "name": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
-def predictor_options_from_env() -> dict[str, str]:
-    """The predictor's own settings taken from the environment (mode, its deadline budget, ...).
-
-    The grader never told a predictor its limit; a budget-aware predictor is configured by its
-    author (``MDX_BUDGET_RULE`` and friends), and those settings change its output.
-    """
-    import predict
-
-    passed_by_us = {predict.ENV_MODEL, predict.ENV_BACKEND, predict.ENV_THREADS}
-    names = {getattr(predict, n) for n in dir(predict) if n.startswith("ENV_")} - passed_by_us
-    return {name: os.environ[name] for name in sorted(names) if name in os.environ}
-
-
 def run_identity(dataset: Dataset, settings: EvalSettings) -> dict:
     """The facts a resumed run must share with the first one."""
+    described = settings.predictor_settings.describe()
+    described.pop("model")  # identified by its hash below
     return {"version": RECORD_VERSION, "checkpoint": checkpoint_identity(settings.checkpoint),
-            "predictor": settings.predictor, "backend": settings.backend,
-            "predictor_env": predictor_options_from_env(), "dataset": dataset.identity,
+            "predictor": settings.predictor, "predictor_settings": described, "dataset": dataset.identity,
             "budget": settings.budget.to_dict(), "enforce": settings.enforce}
 
 
@@ -215,7 +208,8 @@ def _environment(values: Mapping[str, str | None]) -> Iterator[None]:
 
 
 def load_predictor_class(spec: str) -> type:
-    """``module:Class`` -> the class (a MusicDemixingPredictor subclass)."""
+    """``module:Class`` -> the class (a MusicDemixingPredictor subclass; ``Class`` may name a module
+    attribute bound to one, as ``predict:PREDICTOR_CLASS`` does)."""
     module_name, _, class_name = spec.partition(":")
     if not module_name or not class_name:
         raise ValueError(f"--predictor must look like module:Class, got {spec!r}")
@@ -338,7 +332,7 @@ def evaluate(dataset: Dataset, settings: EvalSettings, log: Log = _stderr) -> Ru
 
     sessions = read_json(state / "sessions.json") or []
     if pending:
-        with _environment(_predictor_environment(settings)):
+        with _environment({ENV_RESULTS: str(settings.out_dir)}):
             predictor, session = _setup(settings, log)
             sessions.append(session)
             atomic_write_json(state / "sessions.json", sessions)
@@ -373,23 +367,12 @@ def _run_and_score(predictor: MusicDemixingPredictor, song: Song, settings: Eval
     return record
 
 
-def _predictor_environment(settings: EvalSettings) -> dict[str, str | None]:
-    """The variables a grader-constructed predictor reads its configuration from."""
-    from predict import ENV_BACKEND, ENV_MODEL, ENV_THREADS
-
-    return {ENV_MODEL: str(settings.checkpoint), ENV_BACKEND: settings.backend,
-            ENV_THREADS: str(settings.threads) if settings.threads else None,
-            ENV_RESULTS: str(settings.out_dir)}
-
-
 def _setup(settings: EvalSettings, log: Log) -> tuple[MusicDemixingPredictor, dict]:
     """Construct the predictor the way the grader does (no arguments) and time its setup."""
     cls = load_predictor_class(settings.predictor)
-    predictor = cls()
+    predictor = cls(settings.predictor_settings) if issubclass(cls, KitPredictor) else cls()
     predictor.results_data_path = str(settings.out_dir)
     predictor.inference_setup_timeout = settings.setup_timeout_s
-    if hasattr(predictor, "progress"):
-        predictor.progress = settings.progress
     session = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "setup_limit_s": settings.setup_timeout_s}
     with PeakRSS() as rss:
         try:
@@ -398,6 +381,8 @@ def _setup(settings: EvalSettings, log: Log) -> tuple[MusicDemixingPredictor, di
             raise SetupError(f"prediction_setup() ran past the setup timeout of "
                              f"{settings.setup_timeout_s:g} s; the grader would fail the submission") from exc
     session.update(setup_s=setup_s, setup_miss=False, peak_rss_mib=rss.peak_mib)
+    if isinstance(predictor, KitPredictor):
+        session["predictor"] = predictor.describe()  # which architecture, backend and budget ran
     log(f"[evaluator] setup: {setup_s:.2f} s (limit {settings.setup_timeout_s:g} s)")
     return predictor, session
 

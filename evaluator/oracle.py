@@ -13,7 +13,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from models.constants import SOURCES
+from core.constants import SOURCES
 
 from .scoring import song_scores
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from models.constants import KIT_NAME, KIT_VERSION
+from core.constants import KIT_NAME, KIT_VERSION
 
-from .budget import BudgetRule
-from .files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from separation.budget import BudgetRule
+from core.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .harness import STATUS_OK, EvalSettings, RunResult
 from .leaderboard import LEADERBOARD_A, LEADERBOARD_SOURCE
 from .oracle import CEILING_ROW, FLOOR_ROW, REFERENCE_ROWS
@@ -160,6 +160,18 @@ def verdict(result: RunResult, latency: dict) -> str:
     return f"PASS: all {n} songs produced valid stems inside their time budget."
 
 
+def _settings_line(result: RunResult, settings: EvalSettings) -> str:
+    """Which architecture, backend, mode and budget plan ran (from the last setup session)."""
+    ran = next((s["predictor"] for s in reversed(result.sessions) if s.get("predictor")), None)
+    ps = settings.predictor_settings
+    budget = ps.budget.describe() if ps.budget else "none (plain pass, reproducible)"
+    if ran:
+        return (f"architecture {ran['architecture']}, backend {ran['backend']}, mode {ran['mode']}, "
+                f"threads {ran['threads'] or 'all available'}, predictor's own budget plan: {budget}, "
+                f"extras {'on' if ps.extras else 'off'}")
+    return f"backend {ps.backend or 'from the file ending'}, mode {ps.mode}, predictor's own budget plan: {budget}"
+
+
 def markdown_report(result: RunResult, scores: dict, latency: dict, settings: EvalSettings,
                     dataset_description: str) -> str:
     ckpt = result.run_info["checkpoint"]
@@ -171,7 +183,7 @@ def markdown_report(result: RunResult, scores: dict, latency: dict, settings: Ev
         "",
         f"- generated: {time.strftime('%Y-%m-%d %H:%M:%S %z')} by {KIT_NAME} {KIT_VERSION}",
         f"- checkpoint: `{ckpt['path']}` (sha256 {ckpt['sha256'][:12]}, {ckpt['bytes'] / 1e6:.1f} MB)",
-        f"- predictor: `{settings.predictor}`, backend: {settings.backend or 'from the file ending'}",
+        f"- predictor: `{settings.predictor}`; {_settings_line(result, settings)}",
         f"- data: {dataset_description}",
         f"- budget: {settings.budget.describe()}; setup limit {settings.setup_timeout_s:g} s; "
         + ("songs stopped at their limit, as on the grader" if settings.enforce

@@ -16,7 +16,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from models.constants import SAMPLE_RATE, SOURCES
+from core.constants import SAMPLE_RATE, SOURCES
 
 #: The 1e-7 added to numerator and denominator by the official formula.
 SDR_DELTA = 1e-7

@@ -28,14 +28,16 @@ def _hog(until: float) -> None:
 def run_batch(checkpoint: str, songs: list, rule, extras: bool, out_dir: Path, backend: str | None,
               threads: int | None) -> dict:
     """Set up a predictor under contention and run every song under its limit."""
-    from audio_io import audio_info
+    from core.audio import audio_info
     from evaluator.datasets import read_float64
-    from evaluator.music_demixing import TimeoutException, time_limit
+    from separation.music_demixing import TimeoutException, time_limit
     from evaluator.scoring import mean_scores, song_scores
-    from models.constants import SOURCES
-    from predict import LightSAFTPredictor
+    from core.constants import SOURCES
+    from separation.predictor import KitPredictor
+    from separation.settings import PredictorSettings
 
-    predictor = LightSAFTPredictor(checkpoint, backend=backend, threads=threads, budget=rule, extras=extras)
+    predictor = KitPredictor(PredictorSettings(model=checkpoint, backend=backend, threads=threads, budget=rule,
+                                               extras=extras))
     t0 = time.perf_counter()
     predictor.prediction_setup()
     setup_s = time.perf_counter() - t0
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="report folder (default results/stress/<timestamp>)")
     args = parser.parse_args(argv)
 
-    from evaluator.budget import BudgetRule
+    from separation.budget import BudgetRule
     from separation.backends import available_cpus
 
     if args.data:

@@ -10,7 +10,7 @@ from .parity import ParityError, check_artifact
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
-    parser.add_argument("checkpoint", help="LightSAFT checkpoint (.ckpt Lightning format or state_dict .pt)")
+    parser.add_argument("checkpoint", help="checkpoint of any supported architecture (original .ckpt or state_dict .pt)")
     parser.add_argument("--format", choices=["onnx", "torchscript", "all"], default="all")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--name", default=None, help="file name stem (default: the checkpoint's)")

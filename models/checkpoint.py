@@ -1,5 +1,8 @@
 """Checkpoint formats: the original PyTorch Lightning ``.ckpt`` and plain state_dict files.
 
+Which network a file holds is read from the file itself (:func:`models.registry.detect`: its
+``hyper_parameters`` and state_dict keys), so one loader serves every registered architecture.
+
 Nothing here ever unpickles with code execution enabled: every load goes through
 ``torch.load(..., weights_only=True)``. Lightning 1.x checkpoints may reference Lightning
 classes (``callbacks`` keyed by the ``ModelCheckpoint`` class, an ``AttributeDict`` of
@@ -18,8 +21,12 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
-from .config import ConfigError, LightSAFTConfig
-from .lightsaft import LightSAFTNet
+from core.files import atomic_path
+
+from torch import nn
+
+from .config import ConfigError
+from .registry import Architecture, detect, get
 from .spectral import hann_window
 
 #: Prefix of the network's keys inside the Lightning module's state_dict.
@@ -31,7 +38,7 @@ STUBBABLE_MODULE_PREFIXES = ("pytorch_lightning.", "lightning.", "lightning_fabr
 
 
 class CheckpointError(ValueError):
-    """A file that is not a usable LightSAFT checkpoint; the message says why."""
+    """A file that is not a usable checkpoint of a supported architecture; the message says why."""
 
 
 class UnsafeCheckpointError(CheckpointError):
@@ -40,14 +47,15 @@ class UnsafeCheckpointError(CheckpointError):
 
 @dataclasses.dataclass
 class LoadedModel:
-    """A network ready for inference (eval mode) with its config and STFT window."""
+    """A network ready for inference (eval mode) with its architecture, config and STFT window."""
 
-    config: LightSAFTConfig
-    network: LightSAFTNet
+    config: Any
+    network: nn.Module
     window: torch.Tensor
     source: str
     format: str  # "lightning" | "state_dict"
     global_step: int = 0  # the training step it was saved at; 0 for a plain state_dict
+    architecture: Architecture = dataclasses.field(default_factory=lambda: get("lightsaft"))
 
 
 class _StubBase(dict):
@@ -144,9 +152,12 @@ def _describe(keys: Iterable[str], limit: int = 5) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def build_network(config: LightSAFTConfig, net_state: Mapping[str, torch.Tensor]) -> LightSAFTNet:
-    """Create the network for ``config`` and load ``net_state`` strictly; errors name the keys."""
-    network = LightSAFTNet(config)
+def build_network(config: Any, net_state: Mapping[str, torch.Tensor],
+                  architecture: Architecture | None = None) -> nn.Module:
+    """Create ``architecture``'s network (default LightSAFT) for ``config`` and load ``net_state``
+    strictly; errors name the keys."""
+    architecture = architecture or get("lightsaft")
+    network = architecture.build(config)
     expected = network.state_dict()
     missing = [k for k in expected if k not in net_state]
     unexpected = [k.replace("<unexpected>", "") for k in net_state if k not in expected]
@@ -156,7 +167,7 @@ def build_network(config: LightSAFTConfig, net_state: Mapping[str, torch.Tensor]
             parts.append(f"{len(missing)} missing key(s): {_describe(missing)}")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected key(s): {_describe(unexpected)}")
-        raise CheckpointError("state_dict does not match the LightSAFT config: " + "; ".join(parts))
+        raise CheckpointError(f"state_dict does not match the {architecture.name} config: " + "; ".join(parts))
     wrong = [f"{k} {tuple(net_state[k].shape)} != expected {tuple(v.shape)}"
              for k, v in expected.items() if net_state[k].shape != v.shape]
     if wrong:
@@ -168,38 +179,39 @@ def build_network(config: LightSAFTConfig, net_state: Mapping[str, torch.Tensor]
     return network
 
 
-def load_checkpoint(path: str | os.PathLike[str], config: LightSAFTConfig | None = None) -> LoadedModel:
+def load_checkpoint(path: str | os.PathLike[str], config: Any | None = None) -> LoadedModel:
     """Load a Lightning ``.ckpt`` (state_dict + hyper_parameters) or a plain state_dict file.
 
-    ``config`` is needed only for a plain state_dict that is not the default
-    ``lightsaft_small`` configuration; a Lightning checkpoint carries its own.
+    The architecture is recognised from the file (:func:`models.registry.detect`). ``config`` is
+    needed only for a plain state_dict whose configuration is not its architecture's default; a
+    Lightning checkpoint carries its own.
     """
     obj = safe_torch_load(path)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a dict, found {type(obj).__name__}")
+    hparams = None
     if "state_dict" in obj:
         fmt = "lightning"
         state = obj["state_dict"]
         if not isinstance(state, Mapping):
             raise CheckpointError(f"{path}: 'state_dict' is a {type(state).__name__}, not a dict")
         hparams = obj.get("hyper_parameters")
-        if config is None:
-            if hparams is None:
-                config = LightSAFTConfig()
-            else:
-                try:
-                    config = LightSAFTConfig.from_hyper_parameters(hparams)
-                except ConfigError as exc:
-                    raise CheckpointError(f"{path}: {exc}") from exc
+        if hparams is not None and not isinstance(hparams, Mapping):
+            raise CheckpointError(f"{path}: hyper_parameters must be a dict, got {type(hparams).__name__}")
     else:
         fmt = "state_dict"
         state = obj
-        config = config or LightSAFTConfig()
     if not state:
         raise CheckpointError(f"{path}: the state_dict is empty")
     net_state, window = split_state_dict(state)
     try:
-        network = build_network(config, net_state)
+        architecture = detect(hparams, net_state.keys(), where=str(path))
+        if config is None:
+            config = architecture.config_from_hyper_parameters(hparams)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}" if str(path) not in str(exc) else str(exc)) from exc
+    try:
+        network = build_network(config, net_state, architecture)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
     if window is None:
@@ -208,10 +220,11 @@ def load_checkpoint(path: str | os.PathLike[str], config: LightSAFTConfig | None
         raise CheckpointError(f"{path}: {WINDOW_KEY} has shape {tuple(window.shape)}, expected ({config.n_fft},)")
     return LoadedModel(config=config, network=network, window=window.detach().float().clone(),
                        source=str(path), format=fmt,
-                       global_step=int(obj.get("global_step", 0)) if fmt == "lightning" else 0)
+                       global_step=int(obj.get("global_step", 0)) if fmt == "lightning" else 0,
+                       architecture=architecture)
 
 
-def save_lightning_checkpoint(path: str | os.PathLike[str], network: LightSAFTNet,
+def save_lightning_checkpoint(path: str | os.PathLike[str], network: nn.Module,
                               window: torch.Tensor | None = None, **extra: Any) -> None:
     """Write the original Lightning 1.x layout (state_dict with prefixes + hyper_parameters).
 
@@ -232,11 +245,5 @@ def save_lightning_checkpoint(path: str | os.PathLike[str], network: LightSAFTNe
         "hyper_parameters": network.cfg.to_dict(),
     }
     ckpt.update(extra)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -158,6 +158,9 @@ class LightSAFTNet(nn.Module):
     ``T`` must be a multiple of ``cfg.frame_multiple``; bins is ``n_fft // 2 + 1``.
     """
 
+    #: Name of this network's architecture in ``models.registry``.
+    architecture_name = "lightsaft"
+
     def __init__(self, cfg: LightSAFTConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -177,13 +180,13 @@ class LightSAFTNet(nn.Module):
         t_down = set(cfg.t_down)
         f = cfg.n_fft // 2
         for i in range(n):
-            self.encoders.append(LightSAFT(channels, cfg, f))
+            self.encoders.append(self.make_block(channels, cfg, f))
             scale = (2, 2) if i in t_down else (1, 2)
             self.downsamplings.append(nn.Sequential(
                 nn.Conv2d(channels, channels, kernel_size=scale, stride=scale),
                 nn.BatchNorm2d(channels)))
             f //= 2
-        self.mid_block = LightSAFT(channels, cfg, f)
+        self.mid_block = self.make_block(channels, cfg, f)
         t_up = {n - 1 - s for s in t_down}
         for i in range(n):
             scale = (2, 2) if i in t_up else (1, 2)
@@ -191,13 +194,20 @@ class LightSAFTNet(nn.Module):
                 nn.ConvTranspose2d(channels, channels, kernel_size=scale, stride=scale),
                 nn.BatchNorm2d(channels)))
             f *= 2
-            self.decoders.append(LightSAFT(2 * channels, cfg, f))
+            self.decoders.append(self.make_block(2 * channels, cfg, f))
         self.last_conv = nn.Sequential(
             nn.Conv2d(channels, cfg.input_channels, kernel_size=(1, 2), stride=1, padding=(0, 1)),
             make_activation(cfg.last_activation),
         )
         self.embedding = nn.Embedding(cfg.control_input_dim, cfg.embedding_dim)
         self.condition_generator = PoCMConditionGenerator(cfg)
+
+    @staticmethod
+    def make_block(in_channels: int, cfg: LightSAFTConfig, n_freq: int) -> nn.Module:
+        """One U-Net block (TFC + latent-source residual); LaSAFT v1 overrides this.
+
+        A block has ``tfc``, ``attention(embedding)`` and ``lasaft(x, attention)``."""
+        return LightSAFT(in_channels, cfg, n_freq)
 
     # ------------------------------------------------------------------ conditioning
     def conditioning(self, condition: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -10,8 +10,6 @@ import copy
 import torch
 from torch import nn
 
-from .lightsaft import LightSAFTNet
-
 
 def _fold(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> None:
     """In place: conv <- bn(conv(.)) for eval-mode statistics."""
@@ -41,7 +39,7 @@ def _fold_sequential(seq: nn.Sequential) -> int:
     return folded
 
 
-def fold_batchnorm(network: LightSAFTNet) -> LightSAFTNet:
+def fold_batchnorm(network: nn.Module) -> nn.Module:
     """A copy of ``network`` with conv-BatchNorm pairs merged (eval mode only)."""
     if network.training:
         raise ValueError("fold_batchnorm needs an eval-mode network")

@@ -7,12 +7,13 @@ from typing import Mapping
 
 from .backends import Backend, OnnxBackend, TorchBackend, TorchScriptBackend, available_cpus
 from .engine import ArraySource, AudioSource, ProgressCallback, Separator, StageTimes
-from .geometry import WindowGeometry
+from .geometry import ConcatGeometry, Geometry, HalfOverlapGeometry, geometry_for
 from .timebudget import PLAIN, DeadlineController, Variant, extras_for
 
 __all__ = [
     "ArraySource", "AudioSource", "Backend", "DeadlineController", "OnnxBackend", "ProgressCallback", "Separator",
-    "StageTimes", "TorchBackend", "TorchScriptBackend", "WindowGeometry", "available_cpus",
+    "StageTimes", "TorchBackend", "TorchScriptBackend", "ConcatGeometry", "Geometry", "HalfOverlapGeometry",
+    "available_cpus", "geometry_for",
     "Variant", "backend_for_path", "extras_for", "load_backend", "load_separator",
     "measure_pass_seconds", "separate_file",
 ]
@@ -50,7 +51,7 @@ def load_backend(model_path: str | os.PathLike[str], backend: str | None = None,
     torch.set_num_threads(threads)
     if backend == "torch":
         loaded = load_checkpoint(model_path)
-        return TorchBackend(loaded.network, fold_bn=fold_bn), loaded.window
+        return TorchBackend(loaded.network, loaded.architecture, fold_bn=fold_bn), loaded.window
     if backend == "torchscript":
         ts = TorchScriptBackend(model_path)
         return ts, ts.window
@@ -62,8 +63,8 @@ def load_separator(model_path: str | os.PathLike[str], backend: str | None = Non
                    threads: int | None = None, windows_per_batch: int = 1, mode: str = "exact") -> Separator:
     """Load a model file (.ckpt/.pt checkpoint, .ts TorchScript, .onnx) into a :class:`Separator`.
 
-    ``mode`` is ``"exact"`` (the original's windowing, within 1e-5 of it) or ``"fast"``
-    (approximate: shorter trims, cross-faded windows).
+    ``mode`` is ``"exact"`` (the original's windowing, within its parity criteria) or ``"fast"``
+    (approximate: shorter trims, cross-faded windows; the concatenating architectures only).
     """
     model, window = load_backend(model_path, backend, threads)
     return Separator(model, window, windows_per_batch, mode=mode)
@@ -78,7 +79,7 @@ def separate_file(separator: Separator, mixture_path: str | os.PathLike[str],
 
     With a ``budget`` controller the windows are planned against its deadline (see
     ``separation.timebudget``)."""
-    from audio_io import StemWriter, open_mixture
+    from core.audio import StemWriter, open_mixture
 
     times = times if times is not None else StageTimes()
     missing = [s for s in separator.sources if s not in out_paths]
@@ -105,7 +106,7 @@ def measure_pass_seconds(separator: Separator, repeats: int = 2) -> float:
     """
     import time
 
-    from export.parity import parity_signal
+    from core.signals import parity_signal
 
     geo = separator.geometry
     source = ArraySource(parity_signal(geo.window + geo.step, seed=7))

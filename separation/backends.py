@@ -1,9 +1,11 @@
 """Inference backends: "given a batch of window spectrograms, return every source's spectrogram".
 
-Every backend runs the same two halves of the network: the condition-free *stem* (first conv
-and first TFC, ~17 % of the FLOPs) once per window, then the conditioned *body* once per
-(window, target) item. A backend knows nothing of windows, files or budgets; adding one never
-touches the engine.
+Every backend runs the same two halves of the network: the condition-free *stem* once per
+window (LightSAFT: first conv and first TFC, ~17 % of the FLOPs; LASAFT-Net-v2: every encoder
+and the mid block), then the conditioned *body* once per (window, target) item. The stem's
+output is a tuple of tensors (the features the body needs). A backend knows nothing of
+windows, files or budgets, nor of which architecture it runs; adding one never touches the
+engine.
 """
 from __future__ import annotations
 
@@ -15,18 +17,28 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from models.config import LightSAFTConfig
-from models.lightsaft import LightSAFTNet
+from core.constants import N_SOURCES
+from models.artifact import (INPUT_CONDITION, INPUT_FEATURES, INPUT_SPEC, METADATA_KEY, OUTPUT_SPEC, OUTPUT_STEM,
+                             feature_names, parse_metadata)
+from models.optimize import fold_batchnorm
+from models.registry import Architecture, get
+
+Features = tuple[torch.Tensor, ...]
 
 
 class Backend(Protocol):
     """(N, 4, T, bins) window spectrograms -> (N, n_sources, 4, T, bins)."""
 
     name: str
-    config: LightSAFTConfig
+    architecture: Architecture
+    config: object
 
     def separate_spec(self, spec: torch.Tensor) -> torch.Tensor:
         ...
+
+
+def _as_tuple(features: torch.Tensor | Features) -> Features:
+    return (features,) if isinstance(features, torch.Tensor) else tuple(features)
 
 
 def available_cpus() -> int:
@@ -49,28 +61,36 @@ def available_cpus() -> int:
 
 
 class StemBodyBackend:
-    """Shared driver: stem once per window (if ``share_stem``), body in chunks of items."""
+    """Shared driver: stem once per window (if ``share_stem``), body in chunks of items.
+
+    ``items_per_call`` (window, target) items go through the body together; None takes the
+    architecture's own choice.
+    """
 
     name = "base"
-    config: LightSAFTConfig
+    architecture: Architecture
+    config: object
 
-    def __init__(self, share_stem: bool = True, items_per_call: int = 1) -> None:
+    def __init__(self, architecture: Architecture, share_stem: bool = True, items_per_call: int | None = None) -> None:
+        items_per_call = architecture.items_per_call if items_per_call is None else items_per_call
         if items_per_call < 1:
             raise ValueError("items_per_call must be >= 1")
+        self.architecture = architecture
         self.share_stem = share_stem
         self.items_per_call = items_per_call
         self.masking = False
+        self.n_sources = N_SOURCES
 
-    def stem(self, spec: torch.Tensor) -> torch.Tensor:
+    def stem(self, spec: torch.Tensor) -> Features:
         raise NotImplementedError
 
-    def body(self, features: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+    def body(self, features: Features, condition: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     @torch.inference_mode()
     def separate_spec(self, spec: torch.Tensor) -> torch.Tensor:
         n_win = spec.shape[0]
-        n_src = self.config.control_input_dim
+        n_src = self.n_sources
         out = spec.new_empty((n_win, n_src) + tuple(spec.shape[1:]))
         items = [(w, s) for w in range(n_win) for s in range(n_src)]
         shared = self.stem(spec) if self.share_stem else None
@@ -78,7 +98,8 @@ class StemBodyBackend:
             chunk = items[start:start + self.items_per_call]
             win_idx = torch.tensor([w for w, _ in chunk])
             cond = torch.tensor([s for _, s in chunk], dtype=torch.long)
-            features = shared[win_idx] if shared is not None else self.stem(spec[win_idx])
+            features = (tuple(f[win_idx] for f in shared) if shared is not None
+                        else self.stem(spec[win_idx]))
             result = self.body(features, cond)
             if self.masking:
                 result = spec[win_idx] * result
@@ -92,22 +113,20 @@ class TorchBackend(StemBodyBackend):
 
     name = "torch"
 
-    def __init__(self, network: LightSAFTNet, share_stem: bool = True, items_per_call: int = 1,
-                 fold_bn: bool = False) -> None:
-        super().__init__(share_stem, items_per_call)
+    def __init__(self, network: torch.nn.Module, architecture: Architecture | None = None, share_stem: bool = True,
+                 items_per_call: int | None = None, fold_bn: bool = False) -> None:
+        super().__init__(architecture or get(network.architecture_name), share_stem, items_per_call)
         if fold_bn:
-            from models.optimize import fold_batchnorm
-
             network = fold_batchnorm(network)
         self.network = network.eval()
         self.config = network.cfg
         self.masking = network.masking
 
-    def stem(self, spec: torch.Tensor) -> torch.Tensor:
-        return self.network.stem(spec)
+    def stem(self, spec: torch.Tensor) -> Features:
+        return _as_tuple(self.network.stem(spec))
 
-    def body(self, features: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        return self.network.body(features, condition)
+    def body(self, features: Features, condition: torch.Tensor) -> torch.Tensor:
+        return self.network.body(features if len(features) > 1 else features[0], condition)
 
 
 class TorchScriptBackend(StemBodyBackend):
@@ -115,10 +134,7 @@ class TorchScriptBackend(StemBodyBackend):
 
     name = "torchscript"
 
-    def __init__(self, path: str | os.PathLike[str], share_stem: bool = True, items_per_call: int = 1) -> None:
-        from export.artifact import METADATA_KEY, parse_metadata
-
-        super().__init__(share_stem, items_per_call)
+    def __init__(self, path: str | os.PathLike[str], share_stem: bool = True, items_per_call: int | None = None) -> None:
         extra = {METADATA_KEY: ""}
         try:
             with warnings.catch_warnings():
@@ -126,15 +142,16 @@ class TorchScriptBackend(StemBodyBackend):
                 self.module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         except RuntimeError as exc:
             raise ValueError(f"{path} is not a TorchScript artifact: {str(exc).splitlines()[0]}") from exc
-        self.config, self.window, self.metadata = parse_metadata(extra[METADATA_KEY], str(path))
+        architecture, self.config, self.window, self.metadata = parse_metadata(extra[METADATA_KEY], str(path))
+        super().__init__(architecture, share_stem, items_per_call)
         self.masking = self.config.spec_est_mode == "masking"
         self.module.eval()
 
-    def stem(self, spec: torch.Tensor) -> torch.Tensor:
-        return self.module.stem(spec)
+    def stem(self, spec: torch.Tensor) -> Features:
+        return _as_tuple(self.module.stem(spec))
 
-    def body(self, features: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        return self.module.body(features, condition)
+    def body(self, features: Features, condition: torch.Tensor) -> torch.Tensor:
+        return self.module.body(features if len(features) > 1 else features[0], condition)
 
 
 def _has_nvidia_gpu() -> bool:
@@ -151,25 +168,27 @@ class OnnxBackend(StemBodyBackend):
     name = "onnx"
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None, share_stem: bool = True,
-                 items_per_call: int = 1, providers: list[str] | None = None) -> None:
+                 items_per_call: int | None = None, providers: list[str] | None = None) -> None:
         import onnx
         import onnxruntime as ort
         from onnx.utils import Extractor
 
-        from export.artifact import (INPUT_CONDITION, INPUT_FEATURES, INPUT_SPEC, METADATA_KEY,
-                                     OUTPUT_SPEC, OUTPUT_STEM, parse_metadata)
-
-        super().__init__(share_stem, items_per_call)
         try:
-            proto = onnx.load(str(path))
+            # External data is never followed: the kit's exports embed their weights.
+            proto = onnx.load(str(path), load_external_data=False)
         except Exception as exc:  # protobuf raises its own DecodeError
             raise ValueError(f"{path} is not an ONNX model: {exc}") from exc
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+            raise ValueError(f"{path} keeps weights in external files; the kit loads self-contained ONNX files only")
         meta = {p.key: p.value for p in proto.metadata_props}
-        self.config, self.window, self.metadata = parse_metadata(meta.get(METADATA_KEY), str(path))
+        architecture, self.config, self.window, self.metadata = parse_metadata(meta.get(METADATA_KEY), str(path))
+        super().__init__(architecture, share_stem, items_per_call)
         self.masking = self.config.spec_est_mode == "masking"
+        n_features = int(self.metadata.get("graph", {}).get("n_features", 1))
+        self._feature_inputs = feature_names(INPUT_FEATURES, n_features)
         extractor = Extractor(proto)
-        stem_model = extractor.extract_model([INPUT_SPEC], [OUTPUT_STEM])
-        body_model = extractor.extract_model([INPUT_FEATURES, INPUT_CONDITION], [OUTPUT_SPEC])
+        stem_model = extractor.extract_model([INPUT_SPEC], feature_names(OUTPUT_STEM, n_features))
+        body_model = extractor.extract_model([*self._feature_inputs, INPUT_CONDITION], [OUTPUT_SPEC])
         options = ort.SessionOptions()
         self.threads = threads or available_cpus()
         options.intra_op_num_threads = self.threads
@@ -186,13 +205,12 @@ class OnnxBackend(StemBodyBackend):
         self._stem = ort.InferenceSession(stem_model.SerializeToString(), options, providers=providers)
         self._body = ort.InferenceSession(body_model.SerializeToString(), options, providers=providers)
         self.providers = self._body.get_providers()
-        self._names = (INPUT_SPEC, INPUT_FEATURES, INPUT_CONDITION)
 
-    def stem(self, spec: torch.Tensor) -> torch.Tensor:
-        feed = {self._names[0]: np.ascontiguousarray(spec.numpy())}
-        return torch.from_numpy(self._stem.run(None, feed)[0])
+    def stem(self, spec: torch.Tensor) -> Features:
+        feed = {INPUT_SPEC: np.ascontiguousarray(spec.numpy())}
+        return tuple(torch.from_numpy(out) for out in self._stem.run(None, feed))
 
-    def body(self, features: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        feed = {self._names[1]: np.ascontiguousarray(features.numpy()),
-                self._names[2]: condition.numpy().astype(np.int64)}
+    def body(self, features: Features, condition: torch.Tensor) -> torch.Tensor:
+        feed = {name: np.ascontiguousarray(f.numpy()) for name, f in zip(self._feature_inputs, features)}
+        feed[INPUT_CONDITION] = condition.numpy().astype(np.int64)
         return torch.from_numpy(self._body.run(None, feed)[0])

@@ -8,49 +8,20 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from models.constants import N_AUDIO_CHANNELS, SOURCES
+from core.audio import ArraySource, AudioSource
+from core.constants import N_AUDIO_CHANNELS, SOURCES
 from models.spectral import Spectral
 
 from .backends import Backend
-from .geometry import WindowGeometry
+from .geometry import geometry_for
 from .timebudget import PLAIN, DeadlineController, Variant
 
 ProgressCallback = Callable[[int, int], None]  # (samples done, total samples)
-
-
-class AudioSource(Protocol):
-    """Random access to a stereo float32 track of ``n_samples`` samples."""
-
-    n_samples: int
-    #: Largest absolute sample value; 0.0 means digital silence.
-    peak: float
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Samples ``[start, stop)`` as (stop - start, 2) float32; zeros outside the track."""
-        ...
-
-
-class ArraySource:
-    """An in-memory (n_samples, 2) float32 track."""
-
-    def __init__(self, audio: np.ndarray) -> None:
-        if audio.ndim != 2 or audio.shape[1] != N_AUDIO_CHANNELS:
-            raise ValueError(f"expected (n_samples, {N_AUDIO_CHANNELS}) audio, got {audio.shape}")
-        self.audio = np.ascontiguousarray(audio, dtype=np.float32)
-        self.n_samples = int(audio.shape[0])
-        self.peak = float(np.abs(self.audio).max()) if self.n_samples else 0.0
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        out = np.zeros((stop - start, N_AUDIO_CHANNELS), dtype=np.float32)
-        lo, hi = max(start, 0), min(stop, self.n_samples)
-        if hi > lo:
-            out[lo - start:hi - start] = self.audio[lo:hi]
-        return out
 
 
 class StageTimes(dict):
@@ -66,10 +37,11 @@ class StageTimes(dict):
 
 
 class Separator:
-    """Separates tracks with a backend, in exact (the original's) or fast windowing.
+    """Separates tracks with a backend, in its architecture's window geometry.
 
     ``windows_per_batch`` windows are read and transformed together; their four targets are
-    handled by the backend. Peak memory grows with it, speed barely does on CPU.
+    handled by the backend. Peak memory grows with it, speed barely does on CPU. ``mode``:
+    ``exact`` (the original's windowing) or ``fast`` (approximate, where the architecture has it).
     """
 
     def __init__(self, backend: Backend, window: torch.Tensor | None = None,
@@ -78,35 +50,47 @@ class Separator:
             raise ValueError("windows_per_batch must be >= 1")
         cfg = backend.config
         self.backend = backend
+        self.architecture = backend.architecture
         self.config = cfg
         self.spectral = Spectral(cfg.n_fft, cfg.hop_length, window)
-        self.geometry = WindowGeometry.for_mode(cfg, mode)
+        self.window_spec = self.architecture.window_spec(cfg)
+        self.geometry = geometry_for(self.window_spec, mode)
         self.mode = mode
         self.windows_per_batch = windows_per_batch
-        self.sources = SOURCES[: cfg.control_input_dim]
+        self.sources = SOURCES
+
+    @property
+    def shift_quantum(self) -> int:
+        """Samples by which a test-time shift moves the STFT frame grid by half a frame."""
+        return self.window_spec.hop_length // 2
 
     def iter_blocks(self, source: AudioSource, progress: ProgressCallback | None = None,
                     times: StageTimes | None = None,
                     budget: DeadlineController | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(first_sample, stems)`` blocks in order; stems is (n_sources, n, 2) float32.
 
-        The blocks tile ``[0, source.n_samples)`` exactly. With a ``budget`` controller each
-        window is planned and policed against its deadline (one window per step).
+        The blocks tile ``[0, source.n_samples)`` exactly. Each window's kept part is weighted
+        and overlap-added into a running buffer; what no later window touches is yielded at
+        once, so memory stays bounded by one window whatever the track's length. With a
+        ``budget`` controller each window is planned and policed against its deadline.
         """
         times = times if times is not None else StageTimes()
         geo = self.geometry
         total = source.n_samples
         n_windows = geo.n_windows(total)
+        n_src = len(self.sources)
         if source.peak == 0.0:
             # Digital silence: the network's biases would invent sound, so return silence.
             for start in range(0, total, geo.step):
                 n = min(geo.step, total - start)
                 if progress is not None:
                     progress(start + n, total)
-                yield start, np.zeros((len(self.sources), n, N_AUDIO_CHANNELS), dtype=np.float32)
+                yield start, np.zeros((n_src, n, N_AUDIO_CHANNELS), dtype=np.float32)
             return
-        fade_in = torch.from_numpy(geo.fade_in())[:, None] if geo.crossfade else None
-        carry: torch.Tensor | None = None  # faded-out overlap of the previous window
+        # acc holds mixture samples [acc_start, acc_start + kept): window c's kept part, plus what
+        # earlier windows already added there.
+        acc = torch.zeros((n_src, geo.kept, N_AUDIO_CHANNELS), dtype=torch.float32)
+        acc_start = 0
         per_step = 1 if budget is not None else self.windows_per_batch
         for first in range(0, n_windows, per_step):
             indices = list(range(first, min(first + per_step, n_windows)))
@@ -117,29 +101,35 @@ class Separator:
                 kept = budget.run_window(c, n_windows,
                                          lambda variant: self.run_windows(source, [c], variant, times)[0],
                                          lambda: self._fallback_window(source, c))[None]
-            pieces = []
-            for piece in kept:  # (S, step + crossfade, 2) per window
-                piece = piece.clone()
-                if fade_in is not None:
-                    if carry is not None:
-                        piece[:, :geo.crossfade] = piece[:, :geo.crossfade] * fade_in + carry
-                    carry = piece[:, geo.step:] * fade_in.flip(0)
-                pieces.append(piece[:, :geo.step])
-            stitched = torch.cat(pieces, dim=1)  # (S, n_win * step, 2)
-            start = first * geo.step
-            n_keep = min(stitched.shape[1], total - start)
-            block = np.ascontiguousarray(stitched[:, :n_keep].numpy(), dtype=np.float32)
-            if progress is not None:
-                progress(start + n_keep, total)
-            yield start, block
+            for c, piece in zip(indices, kept):  # piece: (S, kept, 2), starts at mixture sample c*step
+                weights = geo.weights(c, total)
+                if weights is not None:
+                    piece = piece * torch.from_numpy(weights)[None, :, None]
+                acc += piece
+                last = c == n_windows - 1
+                n_final = min(geo.kept if last else geo.step, total - acc_start)
+                block = np.ascontiguousarray(acc[:, :n_final].numpy(), dtype=np.float32)
+                if progress is not None:
+                    progress(acc_start + n_final, total)
+                yield acc_start, block
+                if not last:
+                    acc = torch.cat([acc[:, geo.step:], acc.new_zeros((n_src, geo.step, N_AUDIO_CHANNELS))], dim=1)
+                    acc_start += geo.step
 
     def run_windows(self, source: AudioSource, indices: list[int], variant: Variant,
                     times: StageTimes) -> torch.Tensor:
         """Windows ``indices`` through STFT, backend and iSTFT -> kept parts (N, S, kept, 2)."""
         geo = self.geometry
         with times.stage("read"):
-            batch = np.stack([source.read(geo.window_start(c) + variant.shift,
-                                          geo.window_start(c) + variant.shift + geo.window) for c in indices])
+            reads = []
+            for c in indices:
+                start = geo.window_start(c) + variant.shift
+                window = source.read(start, start + geo.window)
+                stop = geo.read_stop(c, source.n_samples) - start  # zero the context the original zeroes
+                if stop < geo.window:
+                    window[max(stop, 0):] = 0.0
+                reads.append(window)
+            batch = np.stack(reads)
             if variant.swap:
                 batch = batch[..., ::-1]
             if variant.invert:

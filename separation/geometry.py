@@ -1,17 +1,19 @@
-"""Window geometry, in one place: the original's exact windowing and the approximate fast mode.
+"""Window geometry: where each network window reads the track and how its output is put back.
 
-A track of ``L`` samples is cut into ``n = ceil(L / step)`` windows of ``window`` samples;
-window ``c`` covers mixture samples ``[c*step - trim, c*step - trim + window)``, zero outside the
-track. Of each separated window, ``[trim, window - trim)`` is kept: ``step + crossfade`` samples
-starting at mixture sample ``c*step``.
+A track of ``L`` samples is separated window by window. Window ``c`` reads ``window`` mixture
+samples starting at ``window_start(c)`` (zeros outside the track, and from ``read_stop(c, L)``
+on); of its separated output, ``kept`` samples starting at ``trim`` are multiplied by
+``weights(c, L)`` and overlap-added at mixture sample ``c * step``. After window ``c`` every
+sample before ``(c + 1) * step`` is final, which is what lets the engine stream.
 
-* **exact** (``crossfade = 0``): the original (spec section 2): 261,120-sample windows, 8,192
-  trimmed per side, 244,736 kept, hard concatenation, cut to ``L``.
-* **fast** (approximate): the same 256-frame windows with a quarter of the context thrown away
-  (2 hops per side instead of 8), so about 4 % fewer network passes per second of audio, and
-  neighbouring windows overlap by ``crossfade`` samples blended with complementary raised-cosine
-  fades instead of a hard cut. (512-frame windows were tried: 4 % fewer FLOPs but 11 % slower
-  in ONNX Runtime, whose per-frame throughput drops on the larger feature maps.)
+* :class:`ConcatGeometry`, exact: the LaSAFT/LightSAFT starter kit (LIGHTSAFT_SPEC section 2):
+  windows tile the track, ``trim`` samples dropped per side, hard concatenation, cut to ``L``.
+* :class:`ConcatGeometry`, fast (approximate, LaSAFT family only): the same windows with a
+  quarter of the context thrown away (2 hops per side instead of 8), neighbours blended over
+  ``crossfade`` samples with complementary raised-cosine fades. (512-frame windows were tried:
+  4 % fewer FLOPs but 11 % slower in ONNX Runtime.)
+* :class:`HalfOverlapGeometry`: LASAFT-Net-v2's ``SingleTrackSet`` with ``overlap_ratio=0.5``,
+  the weights and quirks of its original included (lasaft_v2_light/SPEC_ADDENDUM.md).
 """
 from __future__ import annotations
 
@@ -20,17 +22,17 @@ import math
 
 import numpy as np
 
-from models.config import LightSAFTConfig
+from models.registry import WindowSpec
 
-#: Fast mode: network frames per window (a multiple of 16), context trimmed per side, overlap.
-FAST_FRAMES = 256
+#: Fast mode: context trimmed per side and overlap, in hops.
 FAST_TRIM_HOPS = 2
 FAST_CROSSFADE_HOPS = 2
+MODES = ("exact", "fast")
 
 
 @dataclasses.dataclass(frozen=True)
-class WindowGeometry:
-    """Window length, trim per side and cross-fade overlap, all in samples."""
+class ConcatGeometry:
+    """Windows ``step`` apart, kept parts concatenated (cross-faded over ``crossfade`` samples)."""
 
     window: int
     trim: int
@@ -51,28 +53,6 @@ class WindowGeometry:
         """Samples kept from each separated window (step plus the overlap)."""
         return self.window - 2 * self.trim
 
-    @classmethod
-    def exact(cls, cfg: LightSAFTConfig) -> "WindowGeometry":
-        """The original's geometry: 261,120 / 8,192 / 244,736 for lightsaft_small."""
-        return cls(window=cfg.window_samples, trim=cfg.trim_samples)
-
-    @classmethod
-    def fast(cls, cfg: LightSAFTConfig, frames: int = FAST_FRAMES) -> "WindowGeometry":
-        """Approximate mode: ``frames``-frame windows, short trims, raised-cosine cross-fades."""
-        if frames % cfg.frame_multiple:
-            raise ValueError(f"fast-mode frames must be a multiple of {cfg.frame_multiple}")
-        hop = cfg.hop_length
-        return cls(window=(frames - 1) * hop, trim=FAST_TRIM_HOPS * hop,
-                   crossfade=FAST_CROSSFADE_HOPS * hop, mode="fast")
-
-    @classmethod
-    def for_mode(cls, cfg: LightSAFTConfig, mode: str) -> "WindowGeometry":
-        if mode == "exact":
-            return cls.exact(cfg)
-        if mode == "fast":
-            return cls.fast(cfg)
-        raise ValueError(f"unknown mode {mode!r}; choose exact or fast")
-
     def n_windows(self, n_samples: int) -> int:
         """Windows needed for a track of ``n_samples`` (the original's ceil; 0 for empty)."""
         return math.ceil(n_samples / self.step) if n_samples > 0 else 0
@@ -81,7 +61,107 @@ class WindowGeometry:
         """Mixture sample at which window ``index`` starts (negative for the first window)."""
         return index * self.step - self.trim
 
+    def read_stop(self, index: int, n_samples: int) -> int:
+        """Mixture samples from here on read as zeros in window ``index``."""
+        return n_samples
+
     def fade_in(self) -> np.ndarray:
         """(crossfade,) raised-cosine ramp 0 -> 1; ``fade_in + fade_in[::-1] == 1``."""
         n = self.crossfade
         return (0.5 - 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)).astype(np.float32)
+
+    def weights(self, index: int, n_samples: int) -> np.ndarray | None:
+        """(kept,) overlap-add weights of window ``index``; None means all ones."""
+        if not self.crossfade:
+            return None
+        w = np.ones(self.kept, dtype=np.float32)
+        fade = self.fade_in()
+        if index > 0:
+            w[:self.crossfade] = fade
+        w[self.step:] = fade[::-1]
+        return w
+
+
+@dataclasses.dataclass(frozen=True)
+class HalfOverlapGeometry:
+    """LASAFT-Net-v2's 50 %-overlap windows (``SingleTrackSet``, ``overlap_ratio=0.5``).
+
+    ``kept = window - 2 trim`` samples per window, ``step = int(kept * 0.5)`` apart. Window ``c``
+    (start ``s = c * step``) is one of three cases, as in the original:
+
+    * (a) last (``s + kept > L``): audio to the end, zeros after; first ``kept - step`` samples x0.5
+      unless ``s == 0``;
+    * (b) interior (``s + kept + trim < L``): full context; first part x0.5 unless ``s == 0``, last
+      ``kept - step`` samples x0.5 when ``s + step < L``;
+    * (c) otherwise: the right context is zeros even though the track goes on, and no 0.5 weights
+      (a quirk of the original, reproduced).
+
+    One deliberate difference: the original makes no window at all for tracks shorter than
+    ``kept - step`` samples (about 1.4 s) and returns silence; here such a track gets one window.
+    """
+
+    window: int
+    trim: int
+    overlap_ratio: float = 0.5
+    mode: str = "exact"
+
+    @property
+    def kept(self) -> int:
+        return self.window - 2 * self.trim
+
+    @property
+    def step(self) -> int:
+        return int(self.kept * (1 - self.overlap_ratio))
+
+    def n_windows(self, n_samples: int) -> int:
+        if n_samples <= 0:
+            return 0
+        return max(1, math.ceil((n_samples - self.kept) / self.step) + 1)
+
+    def window_start(self, index: int) -> int:
+        return index * self.step - self.trim
+
+    def _case(self, index: int, n_samples: int) -> str:
+        s = index * self.step
+        if s + self.kept > n_samples:
+            return "a"
+        if s + self.kept + self.trim < n_samples:
+            return "b"
+        return "c"
+
+    def read_stop(self, index: int, n_samples: int) -> int:
+        if self._case(index, n_samples) == "c":
+            return index * self.step + self.kept
+        return n_samples
+
+    def weights(self, index: int, n_samples: int) -> np.ndarray | None:
+        case = self._case(index, n_samples)
+        s = index * self.step
+        overlap = self.kept - self.step
+        w = np.ones(self.kept, dtype=np.float32)
+        if case in ("a", "b") and s != 0:
+            w[:overlap] *= 0.5
+        if case == "b" and s + self.step < n_samples:
+            w[self.kept - overlap:] *= 0.5
+        return w
+
+
+Geometry = ConcatGeometry | HalfOverlapGeometry
+
+
+def geometry_for(spec: WindowSpec, mode: str = "exact") -> Geometry:
+    """The geometry of an architecture's :class:`WindowSpec` in ``mode`` (exact or fast)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose {' or '.join(MODES)}")
+    if spec.overlap == "half":
+        if mode != "exact":
+            raise ValueError("fast mode is only available for the concatenating LaSAFT/LightSAFT windows; "
+                             "use --mode exact with this model")
+        return HalfOverlapGeometry(spec.window, spec.trim)
+    if spec.overlap != "concat":
+        raise ValueError(f"unknown window overlap {spec.overlap!r}")
+    if mode == "exact":
+        return ConcatGeometry(window=spec.window, trim=spec.trim)
+    hop = spec.hop_length
+    return ConcatGeometry(window=spec.window, trim=FAST_TRIM_HOPS * hop, crossfade=FAST_CROSSFADE_HOPS * hop,
+                          mode="fast")

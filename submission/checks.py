@@ -125,7 +125,8 @@ def check_artifact(repo: Path, rel: str) -> list[str]:
 
 
 def grader_model(repo: Path) -> tuple[Path | None, list[str]]:
-    """The model the predictor will load (``predict.resolve_model_path``), checked as the grader sees it.
+    """The model grader mode will load (``grader_settings(os.environ).model_path()``), checked as the
+    grader sees it.
 
     It must lie inside the repository and be committed; the grader has nothing else.
     Returns the model's absolute path (None if predict.py cannot say) and the problems found.
@@ -134,10 +135,13 @@ def grader_model(repo: Path) -> tuple[Path | None, list[str]]:
         predict = importlib.import_module("predict")
     except Exception as exc:  # noqa: BLE001 - reported by check_predictor_importable as well
         return None, [f"cannot tell the predictor's model: predict.py does not import ({exc})"]
+    from separation.settings import ModelNotFoundError, grader_settings
+
+    settings = grader_settings(os.environ)
     try:
-        model = predict.resolve_model_path().resolve()
-    except predict.ModelNotFoundError:
-        wanted = Path(os.getenv(predict.ENV_MODEL) or predict.DEFAULT_MODEL).resolve()
+        model = settings.model_path().resolve()
+    except ModelNotFoundError:
+        wanted = Path(settings.model or predict.DEFAULT_CHECKPOINT).resolve()
         return wanted, [f"model artifact not found: the predictor loads {shown_path(repo, wanted)}, which does not "
                         f"exist; put the trained model there and commit it"]
     try:
@@ -164,10 +168,10 @@ def check_predictor_importable(repo: Path) -> list[str]:
         sys.path.insert(0, str(repo))
     try:
         predict = importlib.import_module("predict")
-        from evaluator.music_demixing import MusicDemixingPredictor
+        from separation.music_demixing import MusicDemixingPredictor
     except Exception as exc:  # noqa: BLE001 - report any import failure with its cause
         return [f"predict.py does not import: {type(exc).__name__}: {exc}"]
-    cls = getattr(predict, "LightSAFTPredictor", None)
+    cls = getattr(predict, "PREDICTOR_CLASS", None)
     if not (isinstance(cls, type) and issubclass(cls, MusicDemixingPredictor)):
-        return ["predict.py has no LightSAFTPredictor derived from MusicDemixingPredictor"]
+        return ["predict.py's PREDICTOR_CLASS (the class grader mode runs) is not a MusicDemixingPredictor subclass"]
     return []

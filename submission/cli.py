@@ -50,7 +50,7 @@ def run_preflight(repo: Path, smoke_seconds: float) -> list[str]:
     else:
         pf.skip("run.sh is executable", "run.sh is missing")
     pf.step("aicrowd.json is valid", checks.aicrowd_json_problems(repo / "aicrowd.json"))
-    importable = pf.step("predict.py imports LightSAFTPredictor", checks.check_predictor_importable(repo))
+    importable = pf.step("predict.py imports its predictor class", checks.check_predictor_importable(repo))
 
     artifacts = checks.model_artifacts(repo)
     if importable:

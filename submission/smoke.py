@@ -37,7 +37,7 @@ class SmokeResult:
 
 def smoke_limit(duration_s: float) -> float | None:
     """The per-song limit the grader would apply to a song of ``duration_s`` seconds."""
-    from evaluator.budget import BudgetRule
+    from separation.budget import BudgetRule
 
     return BudgetRule.named(SMOKE_RULE).limit_for(duration_s)
 
@@ -53,12 +53,13 @@ def _load_note() -> str:
 
 def run_smoke_prediction(duration_s: float) -> SmokeResult:
     """Separate a generated ``duration_s``-second song with the kit's predictor, as the grader would."""
-    from audio_io import AudioError, audio_info, read_mixture, write_wav
-    from evaluator.budget import SETUP_TIMEOUT_S, BudgetRule
+    from core.audio import AudioError, audio_info, read_mixture, write_wav
+    from separation.budget import SETUP_TIMEOUT_S, BudgetRule
     from evaluator.demo import make_demo_song
-    from evaluator.music_demixing import TimeoutException
-    from models.constants import N_AUDIO_CHANNELS, SAMPLE_RATE
-    from predict import LightSAFTPredictor
+    from separation.music_demixing import TimeoutException
+    from core.constants import N_AUDIO_CHANNELS, SAMPLE_RATE
+    from predict import PREDICTOR_CLASS
+    from separation.settings import grader_settings
 
     limit = smoke_limit(duration_s)
     with tempfile.TemporaryDirectory(prefix="mdx-preflight-") as tmp:
@@ -66,7 +67,7 @@ def run_smoke_prediction(duration_s: float) -> SmokeResult:
         mixture = make_demo_song(SMOKE_SEED, duration_s)["mixture"]
         write_wav(test_root / SMOKE_SONG / "mixture.wav", mixture)
 
-        predictor = LightSAFTPredictor()
+        predictor = PREDICTOR_CLASS(grader_settings(os.environ))  # what `python predict.py` runs
         predictor.test_data_path, predictor.results_data_path = str(test_root), str(results_root)
         predictor.inference_setup_timeout = SETUP_TIMEOUT_S
         try:

@@ -21,6 +21,14 @@ TINY_CONFIG = LightSAFTConfig(n_fft=512, hop_length=256, num_frame=128, n_blocks
                               embedding_dim=8, bn_factor=8, min_bn_units=4, control_n_layer=3)
 
 
+def exact_geometry(cfg, architecture: str = "lightsaft"):
+    """The exact window geometry of ``architecture`` for ``cfg``."""
+    from models.registry import get
+    from separation.geometry import geometry_for
+
+    return geometry_for(get(architecture).window_spec(cfg))
+
+
 def random_network(cfg: LightSAFTConfig = TINY_CONFIG, seed: int = 0) -> LightSAFTNet:
     """A network with random weights and non-trivial BatchNorm statistics, in eval mode."""
     torch.manual_seed(seed)
@@ -51,7 +59,7 @@ def write_stem_folder(folder: Path, n_samples: int, gain: float = 0.3) -> Path:
     """A song folder with the four stems only (no mixture file), as a training data folder holds it."""
     import soundfile as sf
 
-    from models.constants import SOURCES
+    from core.constants import SOURCES
 
     folder.mkdir(parents=True, exist_ok=True)
     for i, source in enumerate(SOURCES):

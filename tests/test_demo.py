@@ -9,7 +9,7 @@ import soundfile as sf
 
 from evaluator.demo import (MANIFEST_NAME, demo_set_is_current, ensure_demo_set, make_demo_song, midi_to_hz,
                             song_seed, write_demo_set)
-from models.constants import SAMPLE_RATE, SOURCES
+from core.constants import SAMPLE_RATE, SOURCES
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,7 @@ import torch
 
 from models.spectral import Spectral
 from separation import ArraySource, Separator, TorchBackend
-from separation.geometry import WindowGeometry
-from tests.helpers import TINY_CONFIG, music_like
+from tests.helpers import TINY_CONFIG, exact_geometry, music_like
 
 
 def original_algorithm(net, window, audio: np.ndarray) -> np.ndarray:
@@ -41,7 +40,7 @@ def original_algorithm(net, window, audio: np.ndarray) -> np.ndarray:
 
 
 def _step() -> int:
-    return WindowGeometry.exact(TINY_CONFIG).step
+    return exact_geometry(TINY_CONFIG).step
 
 
 @pytest.mark.parametrize("n_samples", [1, 4410, _step() - 1, _step(), _step() + 1, 3 * _step(), 3 * _step() + 7])
@@ -97,7 +96,10 @@ class PassThroughBackend:
     name = "pass-through"
 
     def __init__(self, config):
+        from models.registry import get
+
         self.config = config
+        self.architecture = get("lightsaft")
 
     def separate_spec(self, spec):
         return spec[:, None].expand(-1, 4, -1, -1, -1).clone()
@@ -113,7 +115,7 @@ def test_stitching_reconstructs_the_input(mode, n_samples):
     cfg = LightSAFTConfig(n_fft=512, hop_length=256, num_frame=128, n_blocks=5)
     sep = Separator(PassThroughBackend(cfg), mode=mode, windows_per_batch=2)
     if mode == "fast":
-        assert sep.geometry.crossfade > 0 and sep.geometry.step > WindowGeometry.exact(cfg).step
+        assert sep.geometry.crossfade > 0 and sep.geometry.step > exact_geometry(cfg).step
     out = sep.separate(audio)
     for stem in out.values():
         assert np.abs(stem - audio).max() < 1e-5

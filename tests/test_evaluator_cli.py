@@ -13,8 +13,8 @@ import soundfile as sf
 from evaluator.cli import main
 from evaluator.demo import write_demo_set
 from evaluator.harness import verify_outputs
-from models.constants import SOURCES
-from predict import LightSAFTPredictor
+from core.constants import SOURCES
+from separation.predictor import KitPredictor
 
 STARTER_KIT_ORDER = ["bass", "drums", "other", "vocals"]
 
@@ -111,7 +111,7 @@ def test_enforced_budget_stops_the_song(data_dir, tiny_ckpt, tmp_path):
     assert scores["songs"] == {} and "timeout" in scores["unscored"]["synthetic-00"]
 
 
-class FailingPredictor(LightSAFTPredictor):
+class FailingPredictor(KitPredictor):
     """Raises on one song, writes short stems on another: both must be reported, not fatal."""
 
     def prediction(self, mixture_file_path, bass_file_path, drums_file_path, other_file_path, vocals_file_path):

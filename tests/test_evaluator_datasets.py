@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio_io import write_wav
+from core.audio import write_wav
 from evaluator import datasets
 from evaluator.datasets import DatasetError
-from models.constants import SAMPLE_RATE, SOURCES
+from core.constants import SAMPLE_RATE, SOURCES
 from tests.helpers import music_like
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,

@@ -7,11 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
-from evaluator import budget as budget_module
-from evaluator.budget import BudgetError, BudgetRule
+from separation import budget as budget_module
+from separation.budget import BudgetError, BudgetRule
 from evaluator.oracle import CEILING_ROW, FLOOR_ROW, floor_estimates, irm_estimates, reference_scores
 from evaluator.scoring import (SCORE_KEYS, ScoringError, mean_scores, median_scores, sdr, song_scores)
-from models.constants import SOURCES
+from core.constants import SOURCES
 from tests.helpers import music_like
 
 STARTER_KIT_ORDER = ["bass", "drums", "other", "vocals"]
@@ -96,7 +96,7 @@ def test_budget_options():
 
 
 def test_grader_defaults_come_from_the_budget_module():
-    from evaluator import music_demixing
+    from separation import music_demixing
 
     assert music_demixing.DEFAULT_SETUP_TIMEOUT == budget_module.SETUP_TIMEOUT_S
     assert music_demixing.DEFAULT_PER_MUSIC_TIMEOUT == budget_module.ROUND1_SECONDS_PER_SONG
@@ -107,7 +107,7 @@ def test_time_limit_holds_when_the_alarm_is_lost():
     when the handler runs inside a finalizer, where Python only prints it)."""
     import time
 
-    from evaluator.music_demixing import TimeoutException, time_limit
+    from separation.music_demixing import TimeoutException, time_limit
 
     with pytest.raises(TimeoutException, match="'song' exceeded its time limit"):
         with time_limit(0.01, "'song'"):

@@ -11,11 +11,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from export.artifact import METADATA_KEY, ArtifactError
+from models.artifact import METADATA_KEY, ArtifactError
 from export.exporters import export_onnx, export_torchscript
 from export.parity import ParityError, check_artifact
 from models.checkpoint import LoadedModel, load_checkpoint
-from models.constants import SOURCES
+from core.constants import SOURCES
 from models.optimize import fold_batchnorm
 from separation import Separator, TorchBackend, backend_for_path, load_backend, load_separator
 from tests.helpers import REPO_ROOT, TINY_CONFIG, music_like

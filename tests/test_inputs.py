@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio_io import AudioError, ResampleWarning, StemWriter, open_mixture, read_mixture
-from models.constants import SOURCES
+from core.audio import AudioError, ResampleWarning, StemWriter, open_mixture, read_mixture
+from core.constants import SOURCES
 from separation import Separator, TorchBackend, separate_file
 from tests.helpers import REPO_ROOT, music_like
 

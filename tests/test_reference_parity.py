@@ -13,10 +13,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from models.constants import SOURCES
-from tests.helpers import REPO_ROOT
+from core.constants import SOURCES
+from tests.helpers import REPO_ROOT, exact_geometry
 from models.spectral import Spectral
-from separation.geometry import WindowGeometry
 
 SPEC_TOL = 5e-4
 COND_TOL = 1e-5
@@ -59,7 +58,7 @@ def test_conditioning_matches_original(reference_model, spec_io):
 def test_full_window_stft_and_network(reference_model, reference_dir, spec_io):
     """Window #1 of the real mixture through our STFT and the full 256-frame network."""
     mixture, _ = sf.read(reference_dir / "mixture.wav", dtype="float32")
-    geo = WindowGeometry.exact(reference_model.config)
+    geo = exact_geometry(reference_model.config)
     index = int(spec_io["window_index"])
     start = geo.window_start(index)
     window = np.zeros((geo.window, 2), dtype=np.float32)

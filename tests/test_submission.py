@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 import predict
-from evaluator.budget import BudgetRule
+from separation.budget import BudgetRule
 from submission import aicrowd_cli, checks, gitops, smoke
 from tests.helpers import REPO_ROOT
 
 TAG = "submission-v0.1"
-MODEL_REL = predict.DEFAULT_MODEL.relative_to(REPO_ROOT).as_posix()
+MODEL_REL = predict.DEFAULT_CHECKPOINT.relative_to(REPO_ROOT).as_posix()
 #: Files bigger than this are not copied into the test kit (recordings, exports, checkpoints).
 _MAX_COPY_BYTES = 1 << 20
 

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 
 from separation import ArraySource, DeadlineController, Separator, StageTimes, TorchBackend, extras_for
-from separation.geometry import WindowGeometry
-from tests.helpers import TINY_CONFIG, music_like
+from tests.helpers import TINY_CONFIG, exact_geometry, music_like
 from tests.test_engine import PassThroughBackend
 
-STEP = WindowGeometry.exact(TINY_CONFIG).step
+STEP = exact_geometry(TINY_CONFIG).step
 EXTRAS = extras_for(TINY_CONFIG.hop_length)
 
 
@@ -23,6 +22,7 @@ class SlowBackend:
     def __init__(self, inner, delays):
         self.inner, self.delays, self.calls = inner, list(delays), 0
         self.config = inner.config
+        self.architecture = inner.architecture
 
     def separate_spec(self, spec):
         delay = self.delays[min(self.calls, len(self.delays) - 1)]
@@ -114,11 +114,12 @@ def test_a_call_that_overruns_is_abandoned_before_the_deadline(tiny_network):
 def test_predictor_plans_with_a_measured_speed_and_reports(tmp_path, tiny_ckpt):
     import soundfile as sf
 
-    from evaluator.budget import BudgetRule
-    from predict import LightSAFTPredictor
+    from separation.budget import BudgetRule
+    from separation.predictor import KitPredictor
+    from separation.settings import PredictorSettings
 
     sf.write(tmp_path / "mix.wav", music_like(2 * STEP), 44100, subtype="FLOAT")
-    p = LightSAFTPredictor(tiny_ckpt, budget=BudgetRule.ratio(5.0), threads=1)
+    p = KitPredictor(PredictorSettings(model=tiny_ckpt, budget=BudgetRule.ratio(5.0), threads=1))
     p.prediction_setup()
     assert p.pass_seconds is not None and 0 < p.pass_seconds < 5
     paths = {s: str(tmp_path / f"{s}.wav") for s in ("bass", "drums", "other", "vocals")}

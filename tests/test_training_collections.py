@@ -8,7 +8,7 @@ import mido
 import numpy as np
 import pytest
 
-from models.constants import SOURCES
+from core.constants import SOURCES
 from tests.helpers import write_midi
 from training import wad_music
 from training.dataset import CropSampler, DatasetError, SongStems, match_level, set_share

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from models.constants import SAMPLE_RATE, SOURCES
+from core.constants import SAMPLE_RATE, SOURCES
 from tests.helpers import write_midi
 from training import render
 from training.dataset import Augment, CropSampler, DatasetError, SongStems, find_songs

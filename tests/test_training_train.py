@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models.checkpoint import load_checkpoint, safe_torch_load
-from models.constants import SOURCES
+from core.constants import SOURCES
 from models.spectral import Spectral
 from training import train as tr
 from training.dataset import SongStems

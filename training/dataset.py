@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import soundfile as sf
 
-from models.constants import N_AUDIO_CHANNELS, SAMPLE_RATE, SOURCES
+from core.constants import N_AUDIO_CHANNELS, SAMPLE_RATE, SOURCES
 
 
 class DatasetError(ValueError):

@@ -40,7 +40,7 @@ from typing import Any
 import mido
 import numpy as np
 
-from evaluator.files import atomic_write_bytes, atomic_write_text
+from core.files import atomic_write_bytes, atomic_write_text
 
 from .midi_parts import DRUM_CHANNEL, is_note_on, part_key, read_parts
 from .stem_map import UNPITCHED_PROGRAMS, check_song

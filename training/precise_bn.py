@@ -5,9 +5,9 @@ statistics of batches of only four crops, so a save's running statistics mostly 
 last twenty or so batches before it. This tool keeps the weights, resets every BatchNorm's
 running statistics and replaces them with the plain mean over ``--batches`` batches drawn
 exactly as training draws them (same crops, augmentation and four conditions per batch, the
-network in training mode, no gradient), then writes a weights-only checkpoint. (For the shipped
-checkpoint this moved the validation score by -0.01 dB, see ``docs/TRAINING.md``: its moving
-averages were already close.)
+network in training mode, no gradient), then writes a weights-only checkpoint. (For step 46560,
+the default before leg 12, this moved the validation score by -0.01 dB, see
+``docs/history/TRAINING_LOG.md``: its moving averages were already close.)
 
     python -m training.precise_bn IN.ckpt OUT.ckpt --data data/openmsx/train --batches 250
 """

@@ -26,8 +26,8 @@ import mido
 import numpy as np
 import soundfile as sf
 
-from audio_io import StemWriter
-from models.constants import SAMPLE_RATE, SOURCES
+from core.audio import StemWriter
+from core.constants import SAMPLE_RATE, SOURCES
 
 from .midi_parts import (DRUM_CHANNEL, VOCAL_STANDIN_PROGRAM, absolute_messages, is_note_off, is_note_on,
                          key_channel, part_key)

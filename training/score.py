@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from evaluator import cli as evaluator_cli
-from evaluator.files import atomic_write_text
-from models.constants import SOURCES
+from core.files import atomic_write_text
+from core.constants import SOURCES
 
 SCORE_NAME = "score.json"
 

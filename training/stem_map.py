@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from evaluator.files import atomic_write_text
-from models.constants import SOURCES
+from core.files import atomic_write_text
+from core.constants import SOURCES
 
 from .midi_parts import (BASS_PROGRAMS, DRUM_CHANNEL, MAX_BASS_MEDIAN_PITCH, VOICE_PROGRAMS, Part,
                          read_parts, stem_pitches)

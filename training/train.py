@@ -25,10 +25,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from evaluator.files import atomic_write_text
+from core.files import atomic_write_text
 from models.checkpoint import safe_torch_load, save_lightning_checkpoint, split_state_dict
 from models.config import LightSAFTConfig
-from models.constants import SOURCES
+from core.constants import SOURCES
 from models.lightsaft import LightSAFTNet
 from models.spectral import Spectral
 
@@ -49,7 +49,7 @@ def cpu_has_fast_bf16() -> bool:
     """Whether oneDNN has bfloat16 kernels for this CPU (AVX-512 or AMX).
 
     Without them bfloat16 autocast falls back to reference code: on a 2-core AVX2 EPYC a training
-    step took 146 s in bf16 against 3.6 s in fp32 (docs/TRAINING.md), not the 1.7x speed-up
+    step took 146 s in bf16 against 3.6 s in fp32 (docs/history/TRAINING_LOG.md), not the 1.7x speed-up
     measured on an AVX512-BF16 CPU.
     """
     try:

@@ -15,7 +15,7 @@ import struct
 import sys
 from pathlib import Path
 
-from evaluator.files import atomic_write_bytes
+from core.files import atomic_write_bytes
 
 FREEDOOM_WADS = (Path("/usr/share/games/doom/freedoom1.wad"), Path("/usr/share/games/doom/freedoom2.wad"))
 MUSIC_PREFIX = "D_"

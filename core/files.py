@@ -1,4 +1,8 @@
-"""Small file helpers for the evaluator: atomic text/JSON writes and file hashes."""
+"""Atomic file writes (the kit's one way to write a file) and file hashes.
+
+Every file the kit writes goes to :func:`temporary_path` beside its destination and is renamed
+into place only when complete, so a crash never leaves half a file under the final name.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -6,23 +10,44 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+
+def temporary_path(path: str | os.PathLike[str]) -> Path:
+    """The hidden name beside ``path`` that a write in progress uses (``.<name>.tmp-<pid>``)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path to write ``path``'s content to; rename it into place on success.
+
+    On any exception the temporary file (or folder) is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_dir() and not tmp.is_symlink():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -5,7 +5,7 @@ Everything else imports these names; nothing else spells them out.
 from __future__ import annotations
 
 KIT_NAME = "mdx-kit"
-KIT_VERSION = "0.1.0"
+KIT_VERSION = "0.2.0"
 
 #: The MDX grader and the original model both assume 44.1 kHz stereo.
 SAMPLE_RATE = 44100

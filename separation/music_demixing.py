@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from evaluator.budget import ROUND1_SECONDS_PER_SONG, SETUP_TIMEOUT_S
-from models.constants import SOURCES
+from separation.budget import ROUND1_SECONDS_PER_SONG, SETUP_TIMEOUT_S
+from core.constants import SOURCES
 
 #: Environment variables of the grader and their defaults.
 ENV_TEST_DATA = "TEST_DATASET_PATH"

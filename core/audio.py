@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Protocol
 
 import numpy as np
 import soundfile as sf
 
-from models.constants import N_AUDIO_CHANNELS, SAMPLE_RATE
+from core.constants import N_AUDIO_CHANNELS, SAMPLE_RATE
+
+from .files import temporary_path
 
 #: Output format of every stem: 32-bit float WAV (no clipping, no quantisation).
 STEM_FORMAT = "WAV"
@@ -63,6 +65,36 @@ def _check_finite(path: Path, block: np.ndarray, offset: int) -> None:
                          "fix the file before separating it")
 
 
+class AudioSource(Protocol):
+    """Random access to a stereo float32 track of ``n_samples`` samples."""
+
+    n_samples: int
+    #: Largest absolute sample value; 0.0 means digital silence.
+    peak: float
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Samples ``[start, stop)`` as (stop - start, 2) float32; zeros outside the track."""
+        ...
+
+
+class ArraySource:
+    """An in-memory (n_samples, 2) float32 track."""
+
+    def __init__(self, audio: np.ndarray) -> None:
+        if audio.ndim != 2 or audio.shape[1] != N_AUDIO_CHANNELS:
+            raise ValueError(f"expected (n_samples, {N_AUDIO_CHANNELS}) audio, got {audio.shape}")
+        self.audio = np.ascontiguousarray(audio, dtype=np.float32)
+        self.n_samples = int(audio.shape[0])
+        self.peak = float(np.abs(self.audio).max()) if self.n_samples else 0.0
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        out = np.zeros((stop - start, N_AUDIO_CHANNELS), dtype=np.float32)
+        lo, hi = max(start, 0), min(stop, self.n_samples)
+        if hi > lo:
+            out[lo - start:hi - start] = self.audio[lo:hi]
+        return out
+
+
 class FileSource:
     """Streams a 44.1 kHz mono or stereo file as stereo float32, reading only what is asked."""
 
@@ -98,8 +130,6 @@ def open_mixture(path: str | os.PathLike[str]):
 
     Raises :class:`AudioError` for missing, unreadable, empty, >2-channel or non-finite input.
     """
-    from separation.engine import ArraySource
-
     path = Path(path)
     handle = _open(path)
     try:
@@ -144,10 +174,6 @@ def audio_info(path: str | os.PathLike[str]) -> tuple[int, int, int]:
         return int(handle.frames), int(handle.samplerate), int(handle.channels)
 
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 class StemWriter:
     """Writes several stems block by block, then renames them into place all together.
 
@@ -165,7 +191,7 @@ class StemWriter:
         try:
             for name, path in self.paths.items():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = _tmp_name(path)
+                tmp = temporary_path(path)
                 self._tmps[name] = tmp
                 self._files[name] = sf.SoundFile(str(tmp), "w", samplerate=self.samplerate,
                                                  channels=N_AUDIO_CHANNELS, format=STEM_FORMAT,

@@ -1,0 +1,1 @@
+"""The lowest layer: constants, audio sources and writers, atomic files, test signals."""

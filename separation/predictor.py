@@ -1,0 +1,118 @@
+"""The kit's predictor: any registered architecture behind the AIcrowd ``MusicDemixingPredictor``
+interface, configured by one :class:`PredictorSettings` object.
+
+``prediction_setup()`` loads the model once (and, under a budget, measures one pass on this
+machine); ``prediction(...)`` separates one mixture into the four given paths, written
+atomically, planned against the settings' budget when there is one.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from core.audio import audio_info
+from core.constants import SAMPLE_RATE
+
+from . import load_separator, measure_pass_seconds, separate_file
+from .music_demixing import MusicDemixingPredictor
+from .settings import MARGIN_FIXED_S, PredictorSettings
+from .timebudget import DeadlineController, extras_for
+
+
+class KitPredictor(MusicDemixingPredictor):
+    """Separates with the model and options of ``settings`` (default: the kit's checkpoint, plain
+    exact pass, no deadline)."""
+
+    def __init__(self, settings: PredictorSettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or PredictorSettings()
+        self.separator = None
+        self.pass_seconds: float | None = None
+        self.last_budget_report: dict | None = None
+        self.last_times: dict[str, float] = {}
+
+    @property
+    def progress(self) -> bool:
+        return self.settings.progress
+
+    @progress.setter
+    def progress(self, value: bool) -> None:
+        self.settings = self.settings.replace(progress=bool(value))
+
+    def prediction_setup(self) -> None:
+        """Load the model once (the grader times this under its setup limit)."""
+        s = self.settings
+        self.separator = load_separator(s.model_path(), s.backend, s.threads, mode=s.mode)
+        if s.budgeted:
+            # Plan with this machine's measured speed, never an assumed one.
+            self.pass_seconds = measure_pass_seconds(self.separator)
+
+    def describe(self) -> dict[str, Any]:
+        """The settings that ran, and what the loaded model is (for reports)."""
+        info = self.settings.describe()
+        if self.separator is not None:
+            info.update(architecture=self.separator.architecture.name, backend=self.separator.backend.name)
+        return info
+
+    def prediction(self, mixture_file_path: str, bass_file_path: str, drums_file_path: str,
+                   other_file_path: str, vocals_file_path: str) -> None:
+        """Separate one mixture into the four given paths (written atomically)."""
+        if self.separator is None:
+            self.prediction_setup()
+        out = {"bass": bass_file_path, "drums": drums_file_path,
+               "other": other_file_path, "vocals": vocals_file_path}
+        controller = self._controller(mixture_file_path)
+        try:
+            with progress_bar(Path(mixture_file_path).name, self.settings.progress) as progress:
+                self.last_times = dict(separate_file(self.separator, mixture_file_path, out, progress,
+                                                     budget=controller))
+        finally:
+            if controller is not None:
+                controller.close()
+                self.last_budget_report = controller.report()
+
+    def _controller(self, mixture_file_path: str) -> DeadlineController | None:
+        """A deadline controller for this track, or None when no budget applies."""
+        self.last_budget_report = None
+        s = self.settings
+        if not s.budgeted:
+            return None
+        started = time.monotonic()
+        frames, rate, _ = audio_info(mixture_file_path)
+        limit = s.budget.limit_for(frames / rate)
+        if s.hard_limit_s:  # a grader's own hard limit wins when it is tighter
+            limit = min(limit, s.hard_limit_s)
+        margin = s.margin_fraction * limit + MARGIN_FIXED_S
+        extras = extras_for(2 * self.separator.shift_quantum) if s.extras else ()
+        return DeadlineController(deadline=started + limit - margin, pass_seconds=self.pass_seconds or 1.0,
+                                  extras=extras, limit_s=limit, margin_s=margin)
+
+
+class progress_bar:
+    """tqdm over seconds of audio on stderr; silent when disabled or not a terminal."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label, self.enabled, self.bar = label, enabled, None
+
+    def __enter__(self) -> Callable[[int, int], None] | None:
+        if not self.enabled:
+            return None
+        import sys
+
+        from tqdm import tqdm
+
+        def update(done: int, total: int) -> None:
+            if self.bar is None:
+                self.bar = tqdm(total=round(total / SAMPLE_RATE, 1), unit="s", desc=self.label,
+                                file=sys.stderr, leave=True, disable=None,
+                                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s audio "
+                                           "[{elapsed}<{remaining}]")
+            self.bar.n = round(done / SAMPLE_RATE, 1)
+            self.bar.refresh()
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()

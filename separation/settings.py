@@ -1,0 +1,121 @@
+"""The predictor's settings: one object, built once from arguments or, in grader mode only, from
+the grader's environment (:func:`grader_settings`).
+
+Nothing below the entry points reads environment variables for its configuration; the settings
+travel as this object (``separate`` builds it from its options, the evaluator from its own).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from models import DEFAULT_CHECKPOINT
+
+from .budget import BudgetRule
+from .music_demixing import ENV_PER_MUSIC_TIMEOUT
+
+#: The kit's own variables, read by grader mode only (a submission configures itself with them).
+ENV_MODEL = "MDX_MODEL"
+ENV_BACKEND = "MDX_BACKEND"
+ENV_THREADS = "MDX_THREADS"
+ENV_MODE = "MDX_MODE"
+ENV_BUDGET_RULE = "MDX_BUDGET_RULE"        # round1 | round2 | none
+ENV_BUDGET_SECONDS = "MDX_BUDGET_SECONDS"  # fixed seconds per track (overrides the rule)
+ENV_BUDGET_RATIO = "MDX_BUDGET_RATIO"      # x track duration (overrides the rule)
+ENV_BUDGET_MARGIN = "MDX_BUDGET_MARGIN"    # safety margin, fraction of the limit
+ENV_EXTRAS = "MDX_EXTRAS"                  # 0 disables quality extras under a budget
+#: Every variable grader mode reads, for reports and resume checks.
+GRADER_VARIABLES = (ENV_MODEL, ENV_BACKEND, ENV_THREADS, ENV_MODE, ENV_BUDGET_RULE, ENV_BUDGET_SECONDS,
+                    ENV_BUDGET_RATIO, ENV_BUDGET_MARGIN, ENV_EXTRAS, ENV_PER_MUSIC_TIMEOUT)
+
+#: Safety margin kept free of the per-track limit: this fraction of it, plus one second.
+DEFAULT_MARGIN_FRACTION = 0.1
+MARGIN_FIXED_S = 1.0
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """No model file where one was expected; the message says how to get one."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictorSettings:
+    """Everything that shapes a predictor's output and timing.
+
+    ``model``: a model file (None: the kit's default checkpoint). ``budget``: the per-track rule the
+    predictor plans against (None: the plain pass with no deadline, reproducible). ``hard_limit_s``:
+    a grader's own per-track limit, applied when tighter than the rule.
+    """
+
+    model: Path | None = None
+    backend: str | None = None
+    threads: int | None = None
+    mode: str = "exact"
+    budget: BudgetRule | None = None
+    margin_fraction: float = DEFAULT_MARGIN_FRACTION
+    extras: bool = True
+    hard_limit_s: float | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.model is not None:
+            object.__setattr__(self, "model", Path(self.model))
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if not 0 <= self.margin_fraction < 1:
+            raise ValueError(f"the margin is a fraction of the limit in [0, 1), got {self.margin_fraction}")
+
+    def replace(self, **changes: Any) -> "PredictorSettings":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def budgeted(self) -> bool:
+        return self.budget is not None and self.budget.kind != "none"
+
+    def model_path(self) -> Path:
+        """The model file to load, checked to exist."""
+        return resolve_model_path(self.model)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready form for reports: which settings ran."""
+        return {"model": str(self.model_path()), "backend": self.backend or "from the file ending",
+                "threads": self.threads, "mode": self.mode,
+                "budget": self.budget.to_dict() if self.budget else None,
+                "margin_fraction": self.margin_fraction, "extras": self.extras, "hard_limit_s": self.hard_limit_s}
+
+
+def resolve_model_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """``path``, else the kit's default checkpoint, checked to exist."""
+    chosen = Path(path) if path else DEFAULT_CHECKPOINT
+    if not chosen.is_file():
+        raise ModelNotFoundError(
+            f"model file not found: {chosen}. Pass --checkpoint PATH (an original .ckpt of a supported "
+            "architecture, a state_dict .pt, or an exported .onnx/.ts) or set $MDX_MODEL in grader mode; "
+            "reference checkpoints with random weights are in ../shared/reference.")
+    return chosen
+
+
+def budget_from_options(rule: str | None, seconds: float | None, ratio: float | None) -> BudgetRule | None:
+    """The rule that ``--budget-rule/--budget-seconds/--budget-ratio`` ask for, or None when none is given."""
+    if not (rule or seconds or ratio):
+        return None
+    return BudgetRule.from_options(rule, seconds, ratio)
+
+
+def grader_settings(environ: Mapping[str, str], **overrides: Any) -> PredictorSettings:
+    """What grader mode runs: the ``MDX_*`` variables of ``environ`` over the submission defaults
+    (the default checkpoint, exact mode, every song planned against the round-2 rule with extras).
+    ``overrides`` (e.g. an explicit ``--checkpoint``) win over the environment."""
+    seconds, ratio = environ.get(ENV_BUDGET_SECONDS), environ.get(ENV_BUDGET_RATIO)
+    budget = (budget_from_options(environ.get(ENV_BUDGET_RULE), float(seconds) if seconds else None,
+                                  float(ratio) if ratio else None) or BudgetRule.round2())
+    margin, threads, hard = environ.get(ENV_BUDGET_MARGIN), environ.get(ENV_THREADS), environ.get(ENV_PER_MUSIC_TIMEOUT)
+    values: dict[str, Any] = {
+        "model": environ.get(ENV_MODEL) or None, "backend": environ.get(ENV_BACKEND) or None,
+        "threads": int(threads) if threads else None, "mode": environ.get(ENV_MODE) or "exact",
+        "budget": budget, "margin_fraction": float(margin) if margin else DEFAULT_MARGIN_FRACTION,
+        "extras": environ.get(ENV_EXTRAS, "1") != "0", "hard_limit_s": float(hard) if hard else None,
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return PredictorSettings(**values)
