@@ -157,3 +157,77 @@ def test_lasaft_v1_separates_like_its_original(reference_dir, tmp_path):
     ckpt = fixture(reference_dir, "lasaft_v1")
     _separate(ckpt, tmp_path)
     assert_stems_match(tmp_path / "mixture", ckpt.parent, "lasaft_v1")
+
+
+@pytest.mark.slow
+def test_lasaft_v2_separates_like_its_original(reference_dir, tmp_path):
+    ckpt = fixture(reference_dir, "lasaft_v2")
+    _separate(ckpt, tmp_path)
+    assert_stems_match(tmp_path / "mixture", ckpt.parent, "lasaft_v2")
+
+
+@pytest.mark.slow
+def test_lasaft_v2_artifacts_separate_like_its_original(reference_dir, tmp_path):
+    """``python -m export`` (with its own parity check), then each artifact through ``separate``."""
+    import export.__main__ as export_cli
+
+    ckpt = fixture(reference_dir, "lasaft_v2")
+    assert export_cli.main([str(ckpt), "--out", str(tmp_path / "art"), "--name", "v2"]) == 0
+    for suffix in ("onnx", "ts"):
+        _separate_file(reference_dir / "mixture.wav", tmp_path / "art" / f"v2.{suffix}", tmp_path / suffix)
+        assert_stems_match(tmp_path / suffix / "mixture", ckpt.parent, "lasaft_v2")
+
+
+def _separate_file(mixture: Path, model: Path, out: Path) -> None:
+    import predict
+
+    assert predict.main(["separate", str(mixture), "--checkpoint", str(model), "--out", str(out), "--quiet"]) == 0
+
+
+def _tiny(architecture: str):
+    """A tiny random member of ``architecture``'s family, as a LoadedModel."""
+    from models.checkpoint import LoadedModel
+    from tests.helpers import random_network
+
+    if architecture == "lightsaft":
+        net = random_network()
+    elif architecture == "lasaft_v1":
+        from models.lasaft_v1 import LaSAFTNet
+
+        torch.manual_seed(0)
+        net = LaSAFTNet(TINY_CONFIG).eval()
+    else:
+        from models.lasaft_v2.config import LasaftV2Config
+        from models.lasaft_v2.network import LasaftV2Net
+
+        cfg = LasaftV2Config(**TINY_V2)
+        torch.manual_seed(0)
+        net = LasaftV2Net(cfg).eval()
+    return LoadedModel(net.cfg, net, torch.hann_window(net.cfg.n_fft), "tiny", "lightning",
+                       architecture=get(architecture))
+
+
+#: A small LASAFT-Net-v2 (the v2_light layout at a fraction of its size).
+TINY_V2 = dict(n_fft=512, hop_length=256, num_frame=64, internal_channels=4, n_blocks=5, n_internal_layers=2,
+               embedding_dim=8, min_bn_units=4, num_tdfs=3, dk=4)
+
+
+@pytest.mark.parametrize("architecture", ["lightsaft", "lasaft_v1", "lasaft_v2"])
+@pytest.mark.parametrize("suffix", ["onnx", "ts"])
+def test_every_architecture_exports_with_parity(tmp_path, architecture, suffix):
+    """Exported artifacts of each architecture load through the registry and separate like the eager model."""
+    from export.exporters import export_onnx, export_torchscript
+    from export.parity import check_artifact
+    from separation import Separator, TorchBackend, load_backend
+    from tests.helpers import music_like
+
+    model = _tiny(architecture)
+    path = (export_onnx if suffix == "onnx" else export_torchscript)(model, tmp_path / f"m.{suffix}")
+    check_artifact(model, path)
+    backend, window = load_backend(path)
+    assert backend.architecture.name == architecture and backend.config == model.config
+    audio = music_like(70_000, seed=4)
+    want = Separator(TorchBackend(model.network, model.architecture), model.window).separate(audio)
+    got = Separator(backend, window).separate(audio)
+    for source in SOURCES:
+        assert np.abs(got[source] - want[source]).max() <= 1e-4, source

@@ -86,6 +86,21 @@ def test_end_to_end_scores_latency_and_reports(data_dir, tiny_ckpt, tmp_path, ca
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "this run" in printed and "report.md" in printed
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+    # By default the evaluator runs what grader mode would submit, and says so.
+    ran = json.loads((out / ".state" / "run.json").read_text())["predictor_settings"]
+    assert ran["budget"]["name"] == "round2" and ran["extras"] is True and ran["threads"] == 1
+    session = json.loads((out / ".state" / "sessions.json").read_text())[0]["predictor"]
+    assert session["architecture"] == "lightsaft" and session["backend"] == "torch"
+    assert "architecture lightsaft, backend torch" in report and "budget plan: round2" in report
+
+
+def test_plain_option_runs_the_reproducible_pass(data_dir, tiny_ckpt, tmp_path):
+    out = tmp_path / "run"
+    assert _run(data_dir, tiny_ckpt, out, "--plain", "--songs", "synthetic-00") == 0
+    assert json.loads((out / ".state" / "run.json").read_text())["predictor_settings"]["budget"] is None
+    assert "budget plan: none (plain pass, reproducible)" in (out / "report.md").read_text()
+    record = json.loads((out / ".state" / "songs" / "synthetic-00.json").read_text())
+    assert "predictor_budget" not in record  # no deadline controller ran
 
 
 def test_missed_budget_is_flagged_and_still_scored(data_dir, tiny_ckpt, tmp_path):
