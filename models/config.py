@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 #: Activation names the original ``get_activation_by_name`` accepts and we implement.
 SUPPORTED_ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "gelu", "tanh", "sigmoid", "identity")
@@ -21,9 +21,47 @@ class ConfigError(ValueError):
     """A model configuration that this kit cannot build."""
 
 
+class SpectrogramWindows:
+    """Window arithmetic shared by the configs of the STFT-window architectures.
+
+    A subclass sets ``min_trim`` (its original's ``get_trim_length(hop, min_trim)``) and has
+    ``n_fft``, ``hop_length``, ``num_frame`` and ``n_blocks`` fields.
+    """
+
+    min_trim: ClassVar[int]
+
+    @property
+    def n_bins(self) -> int:
+        """One-sided STFT bins (``n_fft // 2 + 1``)."""
+        return self.n_fft // 2 + 1
+
+    @property
+    def n_levels(self) -> int:
+        """Encoder (and decoder) blocks: ``n_blocks // 2``."""
+        return self.n_blocks // 2
+
+    @property
+    def window_samples(self) -> int:
+        """Samples per inference window, ``(num_frame - 1) * hop``."""
+        return (self.num_frame - 1) * self.hop_length
+
+    @property
+    def trim_samples(self) -> int:
+        """Samples discarded on each side of a separated window: ``min_trim`` rounded up to whole hops."""
+        return math.ceil(self.min_trim / self.hop_length) * self.hop_length
+
+    @property
+    def hop_samples(self) -> int:
+        """Useful (kept) samples per window: window minus both trims."""
+        return self.window_samples - 2 * self.trim_samples
+
+
 @dataclasses.dataclass(frozen=True)
-class LightSAFTConfig:
-    """Constructor arguments of LightSAFT+GPoCM; defaults are ``lightsaft_small_2020``."""
+class LightSAFTConfig(SpectrogramWindows):
+    """Constructor arguments of LightSAFT+GPoCM (and LaSAFT+GPoCM v1, same fields); defaults are
+    ``lightsaft_small_2020``."""
+
+    min_trim: ClassVar[int] = MIN_TRIM_SAMPLES
 
     n_fft: int = 2048
     hop_length: int = 1024
@@ -83,16 +121,6 @@ class LightSAFTConfig:
 
     # ------------------------------------------------------------------ derived geometry
     @property
-    def n_bins(self) -> int:
-        """One-sided STFT bins (``n_fft // 2 + 1``)."""
-        return self.n_fft // 2 + 1
-
-    @property
-    def n_levels(self) -> int:
-        """Encoder (and decoder) blocks: ``n_blocks // 2``."""
-        return self.n_blocks // 2
-
-    @property
     def t_down(self) -> tuple[int, ...]:
         """Encoder levels whose down-sampling halves time (all of them by default)."""
         return tuple(range(self.n_levels)) if self.t_down_layers is None else self.t_down_layers
@@ -101,21 +129,6 @@ class LightSAFTConfig:
     def frame_multiple(self) -> int:
         """The network needs a frame count divisible by this."""
         return 2 ** len(self.t_down)
-
-    @property
-    def window_samples(self) -> int:
-        """Samples per inference window, ``(num_frame - 1) * hop``."""
-        return (self.num_frame - 1) * self.hop_length
-
-    @property
-    def trim_samples(self) -> int:
-        """Samples discarded on each side of a separated window."""
-        return math.ceil(MIN_TRIM_SAMPLES / self.hop_length) * self.hop_length
-
-    @property
-    def hop_samples(self) -> int:
-        """Useful (kept) samples per window in exact mode: window minus both trims."""
-        return self.window_samples - 2 * self.trim_samples
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:

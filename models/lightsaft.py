@@ -12,7 +12,7 @@ Structure (``n = n_blocks // 2``)::
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
+from typing import Callable, List, Tuple
 
 import torch
 from torch import nn
@@ -32,19 +32,22 @@ def make_activation(name: str) -> nn.Module:
 class TFC(nn.Module):
     """Densely connected time-frequency convolutions; returns only the last layer's output.
 
-    Layer ``l`` sees ``cat[y_{l-1}, ..., y_0, x]`` (newest first) and emits ``growth`` channels.
+    Layer ``l`` sees ``cat[y_{l-1}, ..., y_0, x]`` (newest first) and emits ``growth`` channels:
+    conv, ``norm(growth)``, ``make_act(activation)``. The LaSAFT family uses BatchNorm and its own
+    activation names; LASAFT-Net-v2 passes its norms and activations.
     """
 
     def __init__(self, in_channels: int, n_layers: int, growth: int, kt: int, kf: int,
-                 activation: str) -> None:
+                 activation: str, norm: Callable[[int], nn.Module] = nn.BatchNorm2d,
+                 make_act: Callable[[str], nn.Module] = make_activation) -> None:
         super().__init__()
         # The original passes the kernel as (kf, kt) but the padding as (kt//2, kf//2) (quirk Q11).
         self.H = nn.ModuleList([
             nn.Sequential(
                 nn.Conv2d(in_channels + growth * i, growth, kernel_size=(kf, kt), stride=1,
                           padding=(kt // 2, kf // 2)),
-                nn.BatchNorm2d(growth),
-                make_activation(activation),
+                norm(growth),
+                make_act(activation),
             )
             for i in range(n_layers)
         ])

@@ -1,23 +1,18 @@
 """Shared fixtures: the reference folder (skip, or fail on CI, when absent) and tiny models."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from models.lightsaft import LightSAFTNet
-from tests.helpers import REFERENCE_CKPT, REFERENCE_DIR, random_network
+from tests.helpers import REFERENCE_CKPT, REFERENCE_DIR, random_network, require
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     """../shared/reference; skipped with a reason when absent, a failure when CI=true."""
-    if not REFERENCE_CKPT.is_file():
-        msg = f"reference fixture not found at {REFERENCE_DIR} (expected ../shared/reference beside the repo)"
-        if os.getenv("CI") == "true":
-            pytest.fail(msg + "; CI must have it")
-        pytest.skip(msg)
+    require(REFERENCE_CKPT)
     return REFERENCE_DIR
 
 

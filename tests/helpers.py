@@ -6,6 +6,7 @@ from pathlib import Path
 
 import mido
 import numpy as np
+import pytest
 import torch
 
 from models.config import LightSAFTConfig
@@ -29,19 +30,34 @@ def exact_geometry(cfg, architecture: str = "lightsaft"):
     return geometry_for(get(architecture).window_spec(cfg))
 
 
-def random_network(cfg: LightSAFTConfig = TINY_CONFIG, seed: int = 0) -> LightSAFTNet:
-    """A network with random weights and non-trivial BatchNorm statistics, in eval mode."""
-    torch.manual_seed(seed)
-    net = LightSAFTNet(cfg)
-    gen = torch.Generator().manual_seed(seed + 1)
+def require(path: Path, what: str = "reference fixture") -> Path:
+    """``path`` if it exists; else the test is skipped with a reason, or fails when CI=true."""
+    if not path.exists():
+        msg = f"{what} not found: {path} (expected ../shared/reference beside the repo)"
+        if os.getenv("CI") == "true":
+            pytest.fail(msg + "; CI must have it")
+        pytest.skip(msg)
+    return path
+
+
+def randomize(module: torch.nn.Module, seed: int = 0, weight_scale: float = 0.5) -> torch.nn.Module:
+    """Random weights (N(0, weight_scale) for matrices, N(0, 0.1) for vectors) and non-trivial
+    BatchNorm statistics, in eval mode."""
+    gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, p in net.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * (0.5 if p.dim() > 1 else 0.1))
-        for m in net.modules():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * (weight_scale if p.dim() > 1 else 0.1))
+        for m in module.modules():
             if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
                 m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
                 m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-    return net.eval()
+    return module.eval()
+
+
+def random_network(cfg: LightSAFTConfig = TINY_CONFIG, seed: int = 0) -> LightSAFTNet:
+    """A LightSAFT network with random weights and non-trivial BatchNorm statistics, in eval mode."""
+    torch.manual_seed(seed)
+    return randomize(LightSAFTNet(cfg), seed + 1)
 
 
 def music_like(n_samples: int, seed: int = 0, sr: int = 44100) -> np.ndarray:

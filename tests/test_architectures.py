@@ -8,7 +8,6 @@ RMS of the difference.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from models.artifact import ArtifactError, build_metadata, parse_metadata
 from models.checkpoint import CheckpointError, load_checkpoint
 from models.registry import ARCHITECTURES, get
 from separation.geometry import HalfOverlapGeometry, geometry_for
-from tests.helpers import TINY_CONFIG
+from tests.helpers import TINY_CONFIG, require
 
 #: Fixture checkpoint of each architecture, relative to ../shared/reference.
 FIXTURES = {"lightsaft": "lightsaft_small_random.ckpt",
@@ -30,13 +29,7 @@ FIXTURES = {"lightsaft": "lightsaft_small_random.ckpt",
 
 
 def fixture(reference_dir: Path, name: str) -> Path:
-    path = reference_dir / FIXTURES[name]
-    if not path.is_file():
-        msg = f"{path} missing from the reference fixture"
-        if os.getenv("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
+    return require(reference_dir / FIXTURES[name], f"{name} reference checkpoint")
 
 
 def assert_stems_match(out: Path, expected_dir: Path, architecture: str) -> dict[str, tuple[float, float]]:

@@ -8,7 +8,6 @@ need no fixture; they cover the config variants the large fixture does not exerc
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,7 +18,7 @@ import torch
 from models.config import LightSAFTConfig
 from models.lasaft_v1 import LaSAFT, LaSAFTNet, is_lasaft_v1_state_dict
 from models.spectral import Spectral
-from tests.helpers import REFERENCE_DIR
+from tests.helpers import REFERENCE_DIR, randomize, require
 
 SPEC_TOL = 5e-4
 COND_TOL = 1e-5
@@ -36,12 +35,8 @@ V1_SPEC_IO = V1_DIR / "spec_io.pt"
 @pytest.fixture(scope="module")
 def v1_dir(reference_dir: Path) -> Path:
     """The v1 fixture folder; like ``reference_dir``: skipped when absent, a failure when CI=true."""
-    missing = [p.name for p in (V1_CKPT, V1_SPEC_IO) if not p.is_file()]
-    if missing:
-        msg = f"LaSAFT v1 reference fixture incomplete in {V1_DIR}: missing {', '.join(missing)}"
-        if os.getenv("CI") == "true":
-            pytest.fail(msg + "; CI must have it")
-        pytest.skip(msg)
+    for path in (V1_CKPT, V1_SPEC_IO):
+        require(path, "LaSAFT v1 reference fixture")
     return V1_DIR
 
 
@@ -170,19 +165,6 @@ def test_state_dict_detection(v1_ckpt: dict, reference_dir: Path):
 TINY_V1 = LightSAFTConfig(n_fft=256, hop_length=128, num_frame=256, n_blocks=5, internal_channels=4,
                           n_internal_layers=2, num_tdfs=3, dk=8, embedding_dim=8, bn_factor=4,
                           min_bn_units=4, control_n_layer=3)
-
-
-def randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random weights and non-trivial BN statistics, eval mode."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * (0.5 if p.dim() > 1 else 0.1))
-        for m in module.modules():
-            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-    return module.eval()
 
 
 def original_lasaft(block: LaSAFT, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch
 
 from models.config import ConfigError
 from models.lasaft_v2 import LasaftV2Config, LasaftV2Net, spec2spec_state_dict
-from tests.helpers import REFERENCE_DIR
+from tests.helpers import REFERENCE_DIR, randomize, require
 
 FIXTURE_DIR = REFERENCE_DIR / "lasaft_v2_light"
 CKPT = FIXTURE_DIR / "lasaft_v2_light_random.ckpt"
@@ -32,12 +31,7 @@ ATT_TOL = 1e-3
 
 def _need(path: Path) -> Path:
     """The fixture file; skipped with a reason when absent, a failure when CI=true."""
-    if not path.is_file():
-        msg = f"LASAFT-Net-v2 fixture not found: {path} (expected ../shared/reference beside the repo)"
-        if os.getenv("CI") == "true":
-            pytest.fail(msg + "; CI must have it")
-        pytest.skip(msg)
-    return path
+    return require(path, "LASAFT-Net-v2 fixture")
 
 
 def _max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -117,7 +111,7 @@ def test_full_window_matches_original(net, ckpt, spec_io):
 
     cfg = net.cfg
     mixture, _ = sf.read(str(_need(REFERENCE_DIR / "mixture.wav")), dtype="float32")
-    hop = int(cfg.useful_samples * 0.5)  # overlap_ratio 0.5
+    hop = int(cfg.hop_samples * 0.5)  # overlap_ratio 0.5
     start = int(spec_io["window_index"]) * hop - cfg.trim_samples
     audio = torch.from_numpy(mixture[start:start + cfg.window_samples]).T  # (2, W)
     assert audio.shape == (2, 130_048)
@@ -139,7 +133,7 @@ def test_config_round_trip_and_geometry(ckpt):
     assert LasaftV2Config.from_hyper_parameters(as_json) == cfg
     assert LasaftV2Config.from_hyper_parameters({"model": as_json}) == cfg
     assert (cfg.n_bins, cfg.frame_multiple, cfg.window_samples, cfg.trim_samples) == (1025, 8, 130_048, 5_120)
-    assert (cfg.useful_samples, cfg.n_sources, cfg.masking) == (119_808, 4, False)
+    assert (cfg.hop_samples, cfg.n_sources, cfg.masking) == (119_808, 4, False)
     assert cfg.sources == ("vocals", "drums", "bass", "other")
     odd = LasaftV2Config(query_listen=False, key_listen=False, condition_to="full", block_norm="gn",
                          spec_est_mode="masking", hop_length=512, n_blocks=9)
@@ -190,16 +184,7 @@ TINY = dict(n_fft=256, hop_length=128, num_frame=128, internal_channels=6, n_blo
 def _random_net(cfg: LasaftV2Config, seed: int = 0) -> LasaftV2Net:
     """Random weights and BatchNorm statistics, eval mode."""
     torch.manual_seed(seed)
-    network = LasaftV2Net(cfg)
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for p in network.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * (0.3 if p.dim() > 1 else 0.1))
-        for m in network.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-    return network.eval()
+    return randomize(LasaftV2Net(cfg), seed + 1, weight_scale=0.3)
 
 
 @pytest.mark.parametrize("query_listen, key_listen", [(True, True), (True, False), (False, True), (False, False)])

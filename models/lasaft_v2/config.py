@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
-from models.config import ConfigError
+from models.config import ConfigError, SpectrogramWindows
 
 #: Source names in condition-index order (the original's ``target_names``).
 SOURCES = ("vocals", "drums", "bass", "other")
@@ -63,7 +63,7 @@ _REFUSED_TARGETS = {
 
 
 @dataclasses.dataclass(frozen=True)
-class LasaftV2Config:
+class LasaftV2Config(SpectrogramWindows):
     """Constructor arguments of LASAFT-Net-v2's ``spec2spec``; defaults are ``v2_light``.
 
     Names follow the original where it has one flat name; the block/down/up-sampling factory
@@ -71,6 +71,8 @@ class LasaftV2Config:
     ``kernel_size_t``/``kernel_size_f``, ``bias`` -> ``tfc_tdf_bias``, ``activation`` ->
     ``tfc_tdf_activation``, ``norm`` -> ``block_norm``, ``mk_ds_f.*`` -> ``downsampling_*``...).
     """
+
+    min_trim: ClassVar[int] = MIN_TRIM_SAMPLES
 
     name: str = "v2_light"
     # AbstractLaSAFTNet (framework)
@@ -250,34 +252,9 @@ class LasaftV2Config:
 
     # ------------------------------------------------------------------ derived geometry
     @property
-    def n_bins(self) -> int:
-        """One-sided STFT bins (``n_fft // 2 + 1``)."""
-        return self.n_fft // 2 + 1
-
-    @property
-    def n_levels(self) -> int:
-        """Encoder (and decoder) blocks: ``n_blocks // 2``."""
-        return self.n_blocks // 2
-
-    @property
     def frame_multiple(self) -> int:
         """The frame count must be divisible by this: every level halves time (2x2 stride)."""
         return 2 ** self.n_levels
-
-    @property
-    def window_samples(self) -> int:
-        """Samples per inference window, ``(num_frame - 1) * hop``."""
-        return (self.num_frame - 1) * self.hop_length
-
-    @property
-    def trim_samples(self) -> int:
-        """Samples discarded on each window side: ``get_trim_length(hop, min_trim=5000)``."""
-        return math.ceil(MIN_TRIM_SAMPLES / self.hop_length) * self.hop_length
-
-    @property
-    def useful_samples(self) -> int:
-        """Kept samples per window, ``window_samples - 2 * trim_samples``."""
-        return self.window_samples - 2 * self.trim_samples
 
     @property
     def n_sources(self) -> int:
@@ -361,7 +338,7 @@ class LasaftV2Config:
         # get_trim_length asserts at least two hops of trim.
         need(math.ceil(MIN_TRIM_SAMPLES / self.hop_length) > 1,
              f"hop_length {self.hop_length}: the original's get_trim_length needs hop < {MIN_TRIM_SAMPLES}")
-        need(self.useful_samples > 0,
+        need(self.hop_samples > 0,
              f"window of {self.window_samples} samples is too short for 2 x {self.trim_samples} trim")
 
 

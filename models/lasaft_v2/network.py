@@ -14,12 +14,14 @@ just its output.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
+from ..lightsaft import TFC
 from .config import LasaftV2Config
 
 Record = Optional[Dict[str, Any]]
@@ -93,36 +95,6 @@ def pointwise_modulation(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tenso
     return out + beta.unsqueeze(-1).unsqueeze(-1)
 
 
-class TFC(nn.Module):
-    """Densely connected convolutions; layer l sees cat[y_{l-1}, ..., y_0, x] (newest first).
-
-    Returns only the last layer's ``growth`` channels: (B, C_in, T, F) -> (B, growth, T, F).
-    """
-
-    def __init__(self, in_channels: int, n_layers: int, growth: int, kt: int, kf: int,
-                 activation: str, norm: str) -> None:
-        super().__init__()
-        # The original passes the kernel as (kf, kt) but the padding as (kt//2, kf//2); the config
-        # only admits kt == kf (odd), where both agree.
-        self.H = nn.ModuleList([
-            nn.Sequential(
-                nn.Conv2d(in_channels + growth * i, growth, kernel_size=(kf, kt), stride=1,
-                          padding=(kt // 2, kf // 2)),
-                make_norm(norm, growth),
-                make_activation(activation),
-            )
-            for i in range(n_layers)
-        ])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        layers = list(self.H)
-        y = layers[0](x)
-        for layer in layers[1:]:
-            x = torch.cat([y, x], dim=1)
-            y = layer(x)
-        return y
-
-
 class TDF(nn.Module):
     """Frequency MLP on the last dim: Linear F->u -> norm -> act -> Linear u->F -> norm -> act."""
 
@@ -150,7 +122,7 @@ class TFCTDF(nn.Module):
         super().__init__()
         c = cfg.internal_channels
         self.tfc = TFC(in_channels, cfg.n_internal_layers, c, cfg.kernel_size_t, cfg.kernel_size_f,
-                       cfg.tfc_tdf_activation, cfg.block_norm)
+                       cfg.tfc_tdf_activation, functools.partial(make_norm, cfg.block_norm), make_activation)
         self.tdf = TDF(c, n_freq, bottleneck_units(cfg, n_freq), cfg.tfc_tdf_bias, cfg.tfc_tdf_activation,
                        cfg.block_norm)
 
@@ -179,7 +151,8 @@ class LightSAFT(nn.Module):
         self.dk_sqrt = math.sqrt(dk)
         self.query_listen = cfg.query_listen
         self.key_listen = cfg.key_listen
-        self.tfc = TFC(in_channels, cfg.n_internal_layers, c, cfg.kernel_size_t, cfg.kernel_size_f, act, norm)
+        self.tfc = TFC(in_channels, cfg.n_internal_layers, c, cfg.kernel_size_t, cfg.kernel_size_f, act,
+                       functools.partial(make_norm, norm), make_activation)
         self.LaSAFT_bn_layer = nn.Sequential(
             nn.Linear(n_freq, self.units * n_src, cfg.tfc_tdf_bias), make_norm(norm, c), make_activation(act))
         # Norm *before* the linear here (the v1 LightSAFT has Linear -> BN -> act).
