@@ -157,7 +157,10 @@ def build_network(config: Any, net_state: Mapping[str, torch.Tensor],
     """Create ``architecture``'s network (default LightSAFT) for ``config`` and load ``net_state``
     strictly; errors name the keys."""
     architecture = architecture or get("lightsaft")
-    network = architecture.build(config)
+    try:
+        network = architecture.build(config)
+    except ConfigError as exc:
+        raise CheckpointError(f"cannot build {architecture.name} from this config: {exc}") from exc
     expected = network.state_dict()
     missing = [k for k in expected if k not in net_state]
     unexpected = [k.replace("<unexpected>", "") for k in net_state if k not in expected]

@@ -79,7 +79,7 @@ class LightSAFTConfig(SpectrogramWindows):
     kernel_size_t: int = 3
     kernel_size_f: int = 3
     tfc_tdf_activation: str = "relu"
-    bn_factor: int = 16
+    bn_factor: int | None = 16  # None: LaSAFT v1's single-layer TDF (LightSAFT needs an int)
     min_bn_units: int = 16
     tfc_tdf_bias: bool = False
     num_tdfs: int = 16
@@ -106,6 +106,8 @@ class LightSAFTConfig(SpectrogramWindows):
         kwargs = {k: v for k, v in hparams.items() if k in names}
         for key in ("t_down_layers", "f_down_layers"):
             kwargs[key] = _parse_layer_list(kwargs.get(key))
+        if kwargs.get("bn_factor") == "None":  # YAML/CLI spelling of None in the original's configs
+            kwargs["bn_factor"] = None
         try:
             return cls(**kwargs)
         except TypeError as exc:  # wrong value types inside the dict
@@ -136,6 +138,8 @@ class LightSAFTConfig(SpectrogramWindows):
             if not cond:
                 raise ConfigError(msg)
 
+        need(self.bn_factor is None or (isinstance(self.bn_factor, int) and self.bn_factor > 0),
+             f"bn_factor must be a positive int or None, got {self.bn_factor!r}")
         need(self.spec_type == "complex", f"spec_type {self.spec_type!r}: only 'complex' is supported")
         need(self.spec_est_mode in ("mapping", "masking"), f"spec_est_mode {self.spec_est_mode!r} unknown")
         need(self.input_channels == 4, "input_channels must be 4 (Re L, Re R, Im L, Im R of a stereo STFT)")
@@ -151,7 +155,7 @@ class LightSAFTConfig(SpectrogramWindows):
         for name in ("first_conv_activation", "last_activation", "tfc_tdf_activation"):
             need(getattr(self, name) in SUPPORTED_ACTIVATIONS, f"{name} {getattr(self, name)!r} unsupported")
         for name in ("internal_channels", "n_internal_layers", "num_tdfs", "dk", "embedding_dim",
-                     "bn_factor", "min_bn_units", "control_input_dim", "kernel_size_t", "kernel_size_f"):
+                     "min_bn_units", "control_input_dim", "kernel_size_t", "kernel_size_f"):
             need(isinstance(getattr(self, name), int) and getattr(self, name) > 0, f"{name} must be a positive int")
         need((self.n_fft // 2) % (2 ** self.n_levels) == 0,
              f"n_fft // 2 = {self.n_fft // 2} is not divisible by 2**{self.n_levels}")

@@ -17,7 +17,7 @@ from typing import Callable, List, Tuple
 import torch
 from torch import nn
 
-from .config import LightSAFTConfig
+from .config import ConfigError, LightSAFTConfig
 
 
 def make_activation(name: str) -> nn.Module:
@@ -73,6 +73,8 @@ class LightSAFT(nn.Module):
         super().__init__()
         channels = cfg.internal_channels
         self.n_sources = cfg.num_tdfs
+        if cfg.bn_factor is None:  # the original LightSAFT divides by it
+            raise ConfigError("bn_factor None builds LaSAFT v1's single-layer TDF only; LightSAFT needs an int")
         self.bottleneck = max(n_freq // cfg.bn_factor, cfg.min_bn_units)
         self.scale = 1.0 / math.sqrt(cfg.dk)
         self.keys = nn.Parameter(torch.zeros(cfg.dk, cfg.num_tdfs))

@@ -224,3 +224,18 @@ def test_every_architecture_exports_with_parity(tmp_path, architecture, suffix):
     got = Separator(backend, window).separate(audio)
     for source in SOURCES:
         assert np.abs(got[source] - want[source]).max() <= 1e-4, source
+
+
+def test_onnx_weights_in_external_files_are_refused(tmp_path):
+    """An ONNX file whose weights live in other files is never followed out of its folder."""
+    import onnx
+
+    from export.exporters import export_onnx
+    from separation import load_backend
+
+    path = export_onnx(_tiny("lightsaft"), tmp_path / "m.onnx")
+    proto = onnx.load(str(path))
+    onnx.save_model(proto, str(tmp_path / "ext.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="weights.bin", size_threshold=0)
+    with pytest.raises(ValueError, match="external files"):
+        load_backend(tmp_path / "ext.onnx")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.config import LightSAFTConfig
+from models.config import ConfigError, LightSAFTConfig
 from models.lasaft_v1 import LaSAFT, LaSAFTNet, is_lasaft_v1_state_dict
 from models.spectral import Spectral
 from tests.helpers import REFERENCE_DIR, randomize, require
@@ -177,8 +177,24 @@ def original_lasaft(block: LaSAFT, x: torch.Tensor, embedding: torch.Tensor) -> 
 
 
 def block_config(**overrides) -> SimpleNamespace:
-    """Duck-typed block config; lets a test reach variants LightSAFTConfig refuses (bn_factor=None)."""
+    """Duck-typed block config with TINY_V1's fields."""
     return SimpleNamespace(**{**dataclasses.asdict(TINY_V1), **overrides})
+
+
+def test_single_layer_tdf_config_builds_v1_and_is_refused_for_lightsaft(tmp_path):
+    """bn_factor None ("None" in the original's YAML) is LaSAFT v1's single-layer TDF; LightSAFT
+    divides by it, so a LightSAFT checkpoint with it gets a clear error."""
+    from models.checkpoint import CheckpointError, load_checkpoint, save_lightning_checkpoint
+    from models.lightsaft import LightSAFTNet
+
+    cfg = LightSAFTConfig.from_hyper_parameters({**TINY_V1.to_dict(), "bn_factor": "None"})
+    assert cfg.bn_factor is None
+    net = randomize(LaSAFTNet(cfg), seed=2)
+    save_lightning_checkpoint(tmp_path / "v1.ckpt", net)
+    loaded = load_checkpoint(tmp_path / "v1.ckpt")
+    assert loaded.architecture.name == "lasaft_v1" and loaded.config.bn_factor is None
+    with pytest.raises(ConfigError, match="bn_factor None"):
+        LightSAFTNet(cfg)
 
 
 @pytest.mark.parametrize("bn_factor, min_bn_units, bias, units", [
