@@ -103,8 +103,7 @@ def _dataset(args: argparse.Namespace, out_dir: Path):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from separation.settings import ENV_BUDGET_RATIO, ENV_BUDGET_RULE, ENV_BUDGET_SECONDS, grader_settings
-    from separation.settings import ModelNotFoundError
+    from separation.settings import ModelNotFoundError, grader_settings
 
     from .datasets import DatasetError
     from .harness import DEFAULT_PREDICTOR, EvalSettings, RunDirError, SetupError, evaluate
@@ -117,13 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise BudgetError("--setup-timeout must be positive")
         # What grader mode would submit: its settings from this environment, planned against the
         # limit this run times songs with (unless MDX_BUDGET_* says otherwise), or the plain pass.
-        env = dict(os.environ)
-        if not any(env.get(k) for k in (ENV_BUDGET_RULE, ENV_BUDGET_SECONDS, ENV_BUDGET_RATIO)):
-            env.update({ENV_BUDGET_RULE: budget.name} if budget.name in RULE_NAMES else
-                       {ENV_BUDGET_SECONDS: str(budget.value)} if budget.kind == "fixed" else
-                       {ENV_BUDGET_RATIO: str(budget.value)})
-        predictor_settings = grader_settings(env, model=args.checkpoint, backend=args.backend, threads=args.threads,
-                                             mode=args.mode, progress=not args.quiet)
+        predictor_settings = grader_settings(os.environ, default_budget=budget, model=args.checkpoint,
+                                             backend=args.backend, threads=args.threads, mode=args.mode,
+                                             progress=not args.quiet)
         if args.plain:
             predictor_settings = predictor_settings.replace(budget=None)
         checkpoint = predictor_settings.model_path()

@@ -59,11 +59,6 @@ class Separator:
         self.windows_per_batch = windows_per_batch
         self.sources = SOURCES
 
-    @property
-    def shift_quantum(self) -> int:
-        """Samples by which a test-time shift moves the STFT frame grid by half a frame."""
-        return self.window_spec.hop_length // 2
-
     def iter_blocks(self, source: AudioSource, progress: ProgressCallback | None = None,
                     times: StageTimes | None = None,
                     budget: DeadlineController | None = None) -> Iterator[tuple[int, np.ndarray]]:

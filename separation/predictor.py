@@ -84,7 +84,7 @@ class KitPredictor(MusicDemixingPredictor):
         if s.hard_limit_s:  # a grader's own hard limit wins when it is tighter
             limit = min(limit, s.hard_limit_s)
         margin = s.margin_fraction * limit + MARGIN_FIXED_S
-        extras = extras_for(2 * self.separator.shift_quantum) if s.extras else ()
+        extras = extras_for(self.separator.window_spec.hop_length) if s.extras else ()
         return DeadlineController(deadline=started + limit - margin, pass_seconds=self.pass_seconds or 1.0,
                                   extras=extras, limit_s=limit, margin_s=margin)
 

@@ -103,13 +103,15 @@ def budget_from_options(rule: str | None, seconds: float | None, ratio: float | 
     return BudgetRule.from_options(rule, seconds, ratio)
 
 
-def grader_settings(environ: Mapping[str, str], **overrides: Any) -> PredictorSettings:
+def grader_settings(environ: Mapping[str, str], default_budget: BudgetRule | None = None,
+                    **overrides: Any) -> PredictorSettings:
     """What grader mode runs: the ``MDX_*`` variables of ``environ`` over the submission defaults
-    (the default checkpoint, exact mode, every song planned against the round-2 rule with extras).
-    ``overrides`` (e.g. an explicit ``--checkpoint``) win over the environment."""
+    (the default checkpoint, exact mode, every song planned against ``default_budget``, the
+    round-2 rule unless given, with extras). ``overrides`` (e.g. an explicit ``--checkpoint``) win
+    over the environment; None values are ignored."""
     seconds, ratio = environ.get(ENV_BUDGET_SECONDS), environ.get(ENV_BUDGET_RATIO)
     budget = (budget_from_options(environ.get(ENV_BUDGET_RULE), float(seconds) if seconds else None,
-                                  float(ratio) if ratio else None) or BudgetRule.round2())
+                                  float(ratio) if ratio else None) or default_budget or BudgetRule.round2())
     margin, threads, hard = environ.get(ENV_BUDGET_MARGIN), environ.get(ENV_THREADS), environ.get(ENV_PER_MUSIC_TIMEOUT)
     values: dict[str, Any] = {
         "model": environ.get(ENV_MODEL) or None, "backend": environ.get(ENV_BACKEND) or None,
