@@ -22,8 +22,11 @@ REPO_ROOT = Path(__file__).resolve().parent
 if str(REPO_ROOT) not in sys.path:  # let `python predict.py` work from any directory
     sys.path.insert(0, str(REPO_ROOT))
 
+from core.clock import process_started_monotonic  # noqa: E402
 from core.constants import SOURCES  # noqa: E402
-from models import DEFAULT_CHECKPOINT  # noqa: E402
+from models import DEFAULT_MODEL  # noqa: E402
+from separation.loading import BACKEND_CHOICES  # noqa: E402
+from separation.backends import PRECISIONS  # noqa: E402
 from separation.predictor import KitPredictor  # noqa: E402
 from separation.settings import (DEFAULT_MARGIN_FRACTION, MARGIN_FIXED_S, ModelNotFoundError,  # noqa: E402
                                  PredictorSettings, budget_from_options, grader_settings)
@@ -46,6 +49,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
     try:
         settings = PredictorSettings(
             model=args.checkpoint, backend=args.backend, threads=args.threads, mode=args.mode or "exact",
+            precision=args.precision or "fp32",
             budget=budget_from_options(args.budget_rule, args.budget_seconds, args.budget_ratio),
             margin_fraction=DEFAULT_MARGIN_FRACTION if args.margin is None else args.margin,
             extras=not args.no_extras, progress=not args.quiet)
@@ -57,13 +61,18 @@ def cmd_separate(args: argparse.Namespace) -> int:
         return 2
     if not args.quiet:
         info = predictor.describe()
-        print(f"model {info['model']}: {info['architecture']} on {info['backend']}", file=sys.stderr)
+        print(f"model {info['model']}: {info['architecture']} on {info['backend']} {info['precision']} "
+              f"({info['backend_choice']})", file=sys.stderr)
+        if info["quality_gate"]:
+            print(f"  {info['precision']} passed its quality gate: {info['quality_gate']}", file=sys.stderr)
     stems = {Path(m): _output_stem_paths(Path(args.out), Path(m)) for m in args.mixtures}
     duplicates = len({tuple(p.values())[0] for p in stems.values()}) < len(stems)
     if duplicates:
         print("error: two inputs share a file name; their stems would overwrite each other", file=sys.stderr)
         return 2
     failures = 0
+    if settings.budgeted and args.started is not None:
+        predictor.next_track_started = args.started  # the budget times the whole command
     for mixture, paths in stems.items():
         try:
             predictor.prediction(str(mixture), **{f"{s}_file_path": str(p) for s, p in paths.items()})
@@ -78,13 +87,20 @@ def cmd_separate(args: argparse.Namespace) -> int:
                 print(f"  budget {report['limit_s']:.1f} s: took {report['wall_s']:.1f} s, "
                       f"{report['done']['extras_done']} extra pass(es), degradation: {report['degradation']}",
                       file=sys.stderr)
-    return 1 if failures else 0
+    status = 1 if failures else 0
+    if predictor.abandoned_calls:
+        # A network call abandoned at the deadline still runs in a worker thread, and the
+        # interpreter would wait for it at exit: the stems are written, so leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
 
 
 def cmd_grader(args: argparse.Namespace) -> int:
     """Grader mode: the only place that reads the grader's environment into settings."""
     settings = grader_settings(os.environ, model=args.checkpoint, backend=args.backend, threads=args.threads,
-                               mode=args.mode)
+                               mode=args.mode, precision=args.precision)
     predictor = PREDICTOR_CLASS(settings)
     predictor.run()
     print(f"stems written under {predictor.results_data_path}", file=sys.stderr)
@@ -98,10 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--checkpoint", "--model", dest="checkpoint", default=None,
-                       help=f"model file (.ckpt, .pt, .onnx, .ts); default {DEFAULT_CHECKPOINT.relative_to(REPO_ROOT)} "
+                       help=f"model file (.ckpt, .pt, .onnx, .ts); default {DEFAULT_MODEL.relative_to(REPO_ROOT)} "
                             "($MDX_MODEL in grader mode)")
-        p.add_argument("--backend", choices=["torch", "torchscript", "onnx"], default=None,
-                       help="inference backend; default: from the model file's ending")
+        p.add_argument("--backend", choices=BACKEND_CHOICES, default=None,
+                       help="inference runtime (default auto: OpenVINO for .onnx on a CPU, ONNX Runtime's CUDA "
+                            "provider on an NVIDIA GPU, torch for checkpoints, torchscript for .ts)")
+        p.add_argument("--precision", choices=PRECISIONS, default=None,
+                       help="fp32 (exact, the default) or an approximate precision that has passed its quality "
+                            "gate for the model file; without native support on this CPU it runs fp32 and says so "
+                            "($MDX_PRECISION in grader mode)")
         p.add_argument("--threads", type=int, default=None,
                        help="intra-op CPU threads (default: the CPUs this process may use)")
         p.add_argument("--mode", choices=["exact", "fast"], default=None,
@@ -127,16 +148,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, started: float | None = None) -> int:
+    """Run a command; ``started`` (a ``time.monotonic()`` instant) is when the first track's budget
+    begins, the process start when run as a script (a caller in the same process leaves it None:
+    the budget then starts at the track's call)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.started = started
     warnings.simplefilter("default", category=UserWarning)
     if args.command == "separate":
         return cmd_separate(args)
     if args.command is None:
         args = parser.parse_args(["grade", *(argv or [])])
+        args.started = started
     return cmd_grader(args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(started=process_started_monotonic()))

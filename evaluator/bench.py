@@ -31,9 +31,14 @@ CONFIGS: dict[str, dict] = {
               "label": "+ conv-BatchNorm folding (kit's torch backend)"},
     "torchscript": {"kind": "kit", "backend": "torchscript", "label": "TorchScript artifact"},
     "onnx": {"kind": "kit", "backend": "onnx", "label": "ONNX Runtime artifact (CPU provider)"},
+    "openvino": {"kind": "kit", "backend": "openvino", "label": "OpenVINO artifact (CPU plugin, fp32)"},
+    "openvino-bf16": {"kind": "kit", "backend": "openvino", "precision": "bf16",
+                      "label": "OpenVINO, bf16 (approximate; native bf16 CPUs only)"},
     "onnx-fast": {"kind": "kit", "backend": "onnx", "mode": "fast", "label": "ONNX Runtime, fast mode (approximate)"},
 }
-EXACT_CONFIGS = ("torch-noopt", "torch-share", "torch", "torchscript", "onnx")
+EXACT_CONFIGS = ("torch-noopt", "torch-share", "torch", "torchscript", "onnx", "openvino")
+#: Backends that read the exported ONNX file.
+_ONNX_BACKENDS = ("onnx", "openvino")
 
 
 def _peak_rss_mib() -> float:
@@ -142,7 +147,8 @@ def run_child(name: str, model: str, artifacts: dict[str, str], wav: str, thread
             backend, window = TorchBackend(loaded.network, loaded.architecture, share_stem=spec["share_stem"],
                                            fold_bn=spec["fold_bn"]), loaded.window
         else:
-            backend, window = load_backend(artifacts[spec["backend"]], spec["backend"], threads)
+            artifact = artifacts["onnx" if spec["backend"] in _ONNX_BACKENDS else spec["backend"]]
+            backend, window = load_backend(artifact, spec["backend"], threads, precision=spec.get("precision", "fp32"))
         mode, share = spec.get("mode", "exact"), backend.share_stem
         separator = Separator(backend, window, mode=mode)
         setup = time.perf_counter() - t0
@@ -201,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from separation.backends import available_cpus
+    from separation.loading import choose_backend
 
     threads = args.threads or available_cpus()
     if args.child:
@@ -240,7 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     wav = work / "input.wav"
     write_wav(wav, parity_signal(int(args.seconds * SAMPLE_RATE)))
     artifacts = {}
-    if any(CONFIGS[n].get("backend") == "onnx" for n in names):
+    native = {n: choose_backend("model.onnx", CONFIGS[n]["backend"], CONFIGS[n].get("precision", "fp32"))
+              for n in names if CONFIGS[n].get("backend") in _ONNX_BACKENDS}
+    lacking = [n for n, c in native.items() if c.precision != CONFIGS[n].get("precision", "fp32")]
+    if lacking:
+        print(f"[bench] skipping {', '.join(lacking)}: {native[lacking[0]].notes[0]}", file=sys.stderr)
+        names = [n for n in names if n not in lacking]
+    if any(CONFIGS[n].get("backend") in _ONNX_BACKENDS for n in names):
         artifacts["onnx"] = str(export_onnx(model, work / "model.onnx"))
     if any(CONFIGS[n].get("backend") == "torchscript" for n in names):
         artifacts["torchscript"] = str(export_torchscript(model, work / "model.ts"))

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from separation.backends import PRECISIONS
+from separation.loading import BACKEND_CHOICES
 from separation.budget import (ROUND1_SECONDS_PER_SONG, ROUND2_DURATION_RATIO, RULE_NAMES, SETUP_TIMEOUT_S, BudgetError,
                      BudgetRule)
 
@@ -25,11 +27,11 @@ DEFAULT_DEMO_DIR = REPO_ROOT / "data" / "demo"
 
 def no_checkpoint_help() -> str:
     """How to get a model, printed when none is found (never a silent fallback)."""
-    from models import DEFAULT_CHECKPOINT as DEFAULT_MODEL
+    from models import DEFAULT_CHECKPOINT, DEFAULT_MODEL
 
     return ("The evaluator never falls back to random weights. To get the kit's trained default, train it "
-            f"(python -m training.train, see docs/EVALUATOR.md) or copy a trained checkpoint to "
-            f"{DEFAULT_MODEL.relative_to(REPO_ROOT)}; to check the pipeline alone, pass --checkpoint "
+            f"(python -m training.train, see docs/TRAINING.md) into {DEFAULT_CHECKPOINT.relative_to(REPO_ROOT)} "
+            f"and export it to {DEFAULT_MODEL.relative_to(REPO_ROOT)} (python -m export); to check the pipeline alone, pass --checkpoint "
             "../shared/reference/lightsaft_small_random.ckpt (random weights, meaningless scores).")
 
 
@@ -49,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--is-wav", action="store_true", help="MUSDB18-HQ: WAV folders instead of stem MP4s")
     p.add_argument("--songs", help="comma-separated song names to evaluate (default: all)")
     p.add_argument("--checkpoint", "--model", dest="checkpoint",
-                   help="model file; default $MDX_MODEL or the kit's default checkpoint")
+                   help="model file; default $MDX_MODEL or the kit's default model")
     p.add_argument("--out", required=True, metavar="RUN_DIR",
                    help="run folder: stems, scores.json, latency.json, report.md, latency.png")
     p.add_argument("--budget-rule", choices=RULE_NAMES, default="round2",
@@ -64,8 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enforce", action="store_true",
                    help="stop a song at its limit, as the grader did (it then has no stems and no score); "
                         "by default a song may finish, is scored, and a miss is flagged")
-    p.add_argument("--backend", choices=["torch", "torchscript", "onnx"],
-                   help="inference backend (default: from the model file's ending)")
+    p.add_argument("--backend", choices=BACKEND_CHOICES,
+                   help="inference runtime (default auto, as grader mode: see `python predict.py separate --help`)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="fp32 (exact, default) or an approximate precision past its quality gate")
     p.add_argument("--threads", type=int, help="intra-op CPU threads for the predictor")
     p.add_argument("--mode", choices=["exact", "fast"], help="window mode of the predictor (default exact)")
     p.add_argument("--plain", action="store_true",
@@ -118,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # limit this run times songs with (unless MDX_BUDGET_* says otherwise), or the plain pass.
         predictor_settings = grader_settings(os.environ, default_budget=budget, model=args.checkpoint,
                                              backend=args.backend, threads=args.threads, mode=args.mode,
-                                             progress=not args.quiet)
+                                             precision=args.precision, progress=not args.quiet)
         if args.plain:
             predictor_settings = predictor_settings.replace(budget=None)
         checkpoint = predictor_settings.model_path()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from core.files import atomic_write_bytes
+from core.files import atomic_write_bytes, sha256_file
 from models.checkpoint import LoadedModel
 from models.optimize import fold_batchnorm
 
@@ -29,7 +29,9 @@ ONNX_OPSET = 17
 def _prepared(model: LoadedModel):
     net = fold_batchnorm(model.network)
     spec, features, condition = example_inputs(net, model.architecture.window_spec(model.config).frame_multiple)
-    metadata = build_metadata(model.architecture, model.config, model.window, model.source, len(features))
+    source = Path(model.source)
+    digest = sha256_file(source) if source.is_file() else None
+    metadata = build_metadata(model.architecture, model.config, model.window, source.name, len(features), digest)
     return net, spec, features, condition, metadata
 
 

@@ -36,8 +36,9 @@ class ParityReport:
                 f"audio max-abs {self.audio_max_abs:.2e} (peak {self.audio_peak:.3f}, RMS diff {self.audio_rms:.1e})")
 
 
-def check_artifact(model: LoadedModel, path: str | os.PathLike[str]) -> ParityReport:
-    """Compare ``path`` with the eager ``model``; raises :class:`ParityError` past tolerance."""
+def check_artifact(model: LoadedModel, path: str | os.PathLike[str], backend: str | None = None) -> ParityReport:
+    """Compare ``path``, run by ``backend`` (default: the one ``auto`` picks), with the eager ``model``;
+    raises :class:`ParityError` past tolerance."""
     from models.spectral import Spectral
     from separation import load_backend
     from separation.backends import TorchBackend
@@ -46,7 +47,7 @@ def check_artifact(model: LoadedModel, path: str | os.PathLike[str]) -> ParityRe
     criteria = model.architecture.criteria
     spectral = Spectral(cfg.n_fft, cfg.hop_length, model.window)
     audio = torch.from_numpy(parity_signal(model.architecture.window_spec(cfg).window))[None]
-    artifact, window = load_backend(path)
+    artifact, window = load_backend(path, backend)
     if not torch.equal(window, model.window):
         raise ParityError(f"{path}: the embedded STFT window differs from the checkpoint's")
     with torch.inference_mode():

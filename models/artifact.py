@@ -38,8 +38,9 @@ def feature_names(base: str, n_features: int) -> list[str]:
 
 
 def build_metadata(architecture: Architecture, config: Any, window: torch.Tensor, source: str,
-                   n_features: int = 1) -> str:
-    """JSON metadata for an artifact of ``architecture`` exported from ``source``."""
+                   n_features: int = 1, source_sha256: str | None = None) -> str:
+    """JSON metadata for an artifact of ``architecture`` exported from ``source`` (whose file hash,
+    when given, lets a shipped artifact be checked against the checkpoint it claims to be)."""
     spec = architecture.window_spec(config)
     doc = {
         "kit": KIT_NAME,
@@ -47,6 +48,7 @@ def build_metadata(architecture: Architecture, config: Any, window: torch.Tensor
         "architecture": architecture.name,
         "model": architecture.title,
         "exported_from": source,
+        "exported_from_sha256": source_sha256,
         "sample_rate": SAMPLE_RATE,
         "sources": list(SOURCES),
         "n_fft": config.n_fft,

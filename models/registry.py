@@ -75,6 +75,9 @@ class Architecture:
     #: together, as its original does.
     items_per_call: int = 1
     reference: str = ""  # fixture folder under ../shared/reference ("" = the folder itself)
+    #: The runtime ``--backend auto`` gives an exported ONNX file on a CPU: OpenVINO where it keeps
+    #: the parity criteria on every check, else ONNX Runtime.
+    cpu_runtime: str = "openvino"
 
     def config_from_hyper_parameters(self, hparams: Mapping[str, Any] | None) -> Any:
         """The configuration stored with a checkpoint or artifact (None: the default one)."""
@@ -168,7 +171,10 @@ register(Architecture(
     name="lasaft_v2", title="LASAFT-Net-v2 (v2_light)",
     original="AbstractLaSAFTNet with BaseNet (LASAFT-Net-v2)", config_type=LasaftV2Config,
     network_type=_lasaft_v2_net, recognise=_is_lasaft_v2, window_spec=_v2_windows, criteria=_V2,
-    items_per_call=4, reference="lasaft_v2_light"))
+    items_per_call=4, reference="lasaft_v2_light",
+    # OpenVINO keeps v2's criteria on the fixture's stems (1.9e-3 max-abs, RMS 4.9e-5) but not on
+    # the export check's louder test signal (3.1e-2 against 2.3e-2 allowed; ONNX Runtime 1.7e-2).
+    cpu_runtime="onnx"))
 
 
 def supported() -> str:

@@ -154,41 +154,58 @@ class TorchScriptBackend(StemBodyBackend):
         return self.module.body(features if len(features) > 1 else features[0], condition)
 
 
-def _has_nvidia_gpu() -> bool:
+def has_nvidia_gpu() -> bool:
+    """Whether an NVIDIA driver is present (the CUDA provider may then run)."""
     return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists()
 
 
-class OnnxBackend(StemBodyBackend):
-    """An ONNX artifact under ONNX Runtime: CUDA provider when a GPU is present, else CPU.
+class OnnxArtifact:
+    """A kit ONNX file read and checked once: metadata, and its stem and body halves as two graphs.
 
     The file holds the stem and the body as two disjoint halves of one graph; they are split
-    into two sessions here so that each call computes only what it needs.
+    here so that each runtime call computes only what it needs. External data is never followed:
+    the kit's exports embed their weights.
     """
 
-    name = "onnx"
-
-    def __init__(self, path: str | os.PathLike[str], threads: int | None = None, share_stem: bool = True,
-                 items_per_call: int | None = None, providers: list[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         import onnx
-        import onnxruntime as ort
         from onnx.utils import Extractor
 
+        self.path = Path(path)
         try:
-            # External data is never followed: the kit's exports embed their weights.
             proto = onnx.load(str(path), load_external_data=False)
         except Exception as exc:  # protobuf raises its own DecodeError
             raise ValueError(f"{path} is not an ONNX model: {exc}") from exc
         if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
             raise ValueError(f"{path} keeps weights in external files; the kit loads self-contained ONNX files only")
         meta = {p.key: p.value for p in proto.metadata_props}
-        architecture, self.config, self.window, self.metadata = parse_metadata(meta.get(METADATA_KEY), str(path))
-        super().__init__(architecture, share_stem, items_per_call)
-        self.masking = self.config.spec_est_mode == "masking"
+        self.architecture, self.config, self.window, self.metadata = parse_metadata(meta.get(METADATA_KEY), str(path))
         n_features = int(self.metadata.get("graph", {}).get("n_features", 1))
-        self._feature_inputs = feature_names(INPUT_FEATURES, n_features)
+        self.feature_inputs = feature_names(INPUT_FEATURES, n_features)
         extractor = Extractor(proto)
-        stem_model = extractor.extract_model([INPUT_SPEC], feature_names(OUTPUT_STEM, n_features))
-        body_model = extractor.extract_model([*self._feature_inputs, INPUT_CONDITION], [OUTPUT_SPEC])
+        self.stem_graph = extractor.extract_model([INPUT_SPEC], feature_names(OUTPUT_STEM, n_features))
+        self.body_graph = extractor.extract_model([*self.feature_inputs, INPUT_CONDITION], [OUTPUT_SPEC])
+
+    @property
+    def masking(self) -> bool:
+        return self.config.spec_est_mode == "masking"
+
+
+class OnnxBackend(StemBodyBackend):
+    """An ONNX artifact under ONNX Runtime: CUDA provider when a GPU is present, else CPU."""
+
+    name = "onnx"
+
+    def __init__(self, path: str | os.PathLike[str] | OnnxArtifact, threads: int | None = None,
+                 share_stem: bool = True, items_per_call: int | None = None,
+                 providers: list[str] | None = None) -> None:
+        import onnxruntime as ort
+
+        artifact = path if isinstance(path, OnnxArtifact) else OnnxArtifact(path)
+        self.config, self.window, self.metadata = artifact.config, artifact.window, artifact.metadata
+        super().__init__(artifact.architecture, share_stem, items_per_call)
+        self.masking = artifact.masking
+        self._feature_inputs = artifact.feature_inputs
         options = ort.SessionOptions()
         self.threads = threads or available_cpus()
         options.intra_op_num_threads = self.threads
@@ -200,11 +217,13 @@ class OnnxBackend(StemBodyBackend):
         options.enable_cpu_mem_arena = False
         if providers is None:
             providers = ["CPUExecutionProvider"]
-            if _has_nvidia_gpu() and "CUDAExecutionProvider" in ort.get_available_providers():
+            if has_nvidia_gpu() and "CUDAExecutionProvider" in ort.get_available_providers():
                 providers.insert(0, "CUDAExecutionProvider")
-        self._stem = ort.InferenceSession(stem_model.SerializeToString(), options, providers=providers)
-        self._body = ort.InferenceSession(body_model.SerializeToString(), options, providers=providers)
+        self._stem = ort.InferenceSession(artifact.stem_graph.SerializeToString(), options, providers=providers)
+        self._body = ort.InferenceSession(artifact.body_graph.SerializeToString(), options, providers=providers)
         self.providers = self._body.get_providers()
+        self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
+        self.precision = "fp32"
 
     def stem(self, spec: torch.Tensor) -> Features:
         feed = {INPUT_SPEC: np.ascontiguousarray(spec.numpy())}
@@ -214,3 +233,63 @@ class OnnxBackend(StemBodyBackend):
         feed = {name: np.ascontiguousarray(f.numpy()) for name, f in zip(self._feature_inputs, features)}
         feed[INPUT_CONDITION] = condition.numpy().astype(np.int64)
         return torch.from_numpy(self._body.run(None, feed)[0])
+
+
+#: ``--precision`` values: fp32 is exact; the others are approximate and gated (separation.precision).
+PRECISIONS = ("fp32", "bf16", "int8")
+#: OpenVINO's inference precision hint per kit precision name.
+_OV_PRECISION_HINT = {"fp32": "f32", "bf16": "bf16"}
+
+
+def openvino_capabilities(device: str = "CPU") -> tuple[str, ...]:
+    """What OpenVINO says ``device`` computes natively (e.g. ``FP32``, ``BF16``, ``INT8``)."""
+    import openvino as ov
+
+    return tuple(ov.Core().get_property(device, "OPTIMIZATION_CAPABILITIES"))
+
+
+class OpenVinoBackend(StemBodyBackend):
+    """An ONNX artifact under OpenVINO (CPU plugin by default), compiled once at construction.
+
+    ``precision`` ``fp32`` is exact (the plugin is told to keep f32 even where the CPU could
+    down-convert); ``bf16`` asks for bf16 inference and needs a CPU with native bf16 (the caller
+    checks, see :mod:`separation.precision`).
+    """
+
+    name = "openvino"
+
+    def __init__(self, path: str | os.PathLike[str] | OnnxArtifact, threads: int | None = None,
+                 share_stem: bool = True, items_per_call: int | None = None, device: str = "CPU",
+                 precision: str = "fp32") -> None:
+        import openvino as ov
+
+        if precision not in _OV_PRECISION_HINT:
+            raise ValueError(f"OpenVINO runs {', '.join(_OV_PRECISION_HINT)} here, not {precision!r}")
+        artifact = path if isinstance(path, OnnxArtifact) else OnnxArtifact(path)
+        self.config, self.window, self.metadata = artifact.config, artifact.window, artifact.metadata
+        super().__init__(artifact.architecture, share_stem, items_per_call)
+        self.masking = artifact.masking
+        self.threads = threads or available_cpus()
+        self.device = device
+        self.precision = precision
+        core = ov.Core()
+        properties = {"INFERENCE_NUM_THREADS": self.threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+                      "INFERENCE_PRECISION_HINT": _OV_PRECISION_HINT[precision]}
+        if device != "CPU":
+            properties = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": _OV_PRECISION_HINT[precision]}
+        self._stem = core.compile_model(core.read_model(artifact.stem_graph.SerializeToString(), b""), device,
+                                        properties).create_infer_request()
+        self._body = core.compile_model(core.read_model(artifact.body_graph.SerializeToString(), b""), device,
+                                        properties).create_infer_request()
+        self._feature_inputs = artifact.feature_inputs
+
+    def stem(self, spec: torch.Tensor) -> Features:
+        result = self._stem.infer({INPUT_SPEC: np.ascontiguousarray(spec.numpy())})
+        # Copies: the request reuses its output buffers on the next call.
+        return tuple(torch.from_numpy(np.array(result[out])) for out in self._stem.model_outputs)
+
+    def body(self, features: Features, condition: torch.Tensor) -> torch.Tensor:
+        feed = {name: np.ascontiguousarray(f.numpy()) for name, f in zip(self._feature_inputs, features)}
+        feed[INPUT_CONDITION] = condition.numpy().astype(np.int64)
+        result = self._body.infer(feed)
+        return torch.from_numpy(np.array(result[self._body.model_outputs[0]]))

@@ -1,9 +1,11 @@
 """The kit's predictor: any registered architecture behind the AIcrowd ``MusicDemixingPredictor``
 interface, configured by one :class:`PredictorSettings` object.
 
-``prediction_setup()`` loads the model once (and, under a budget, measures one pass on this
-machine); ``prediction(...)`` separates one mixture into the four given paths, written
-atomically, planned against the settings' budget when there is one.
+``prediction_setup()`` loads the model once on the backend and precision the settings ask for
+(an approximate precision only past its quality gate) and, under a budget, takes the cost of
+one pass from the calibration cache or measures it; ``prediction(...)`` separates one mixture
+into the four given paths, written atomically, planned against the settings' budget when there
+is one.
 """
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ from typing import Any, Callable
 from core.audio import audio_info
 from core.constants import SAMPLE_RATE
 
-from . import load_separator, measure_pass_seconds, separate_file
+from . import load_separator, separate_file
+from .calibration import pass_seconds
 from .music_demixing import MusicDemixingPredictor
+from .precision import check_gate
 from .settings import MARGIN_FIXED_S, PredictorSettings
 from .timebudget import DeadlineController, extras_for
 
@@ -29,6 +33,13 @@ class KitPredictor(MusicDemixingPredictor):
         self.settings = settings or PredictorSettings()
         self.separator = None
         self.pass_seconds: float | None = None
+        self.calibration: str | None = None
+        self.gate: str | None = None
+        #: When set, the next track's budget counts from this ``time.monotonic()`` instant instead of
+        #: from its call (``separate`` sets it to the process start: the whole command is timed).
+        self.next_track_started: float | None = None
+        #: Network calls abandoned at a deadline that may still be running in a worker thread.
+        self.abandoned_calls = 0
         self.last_budget_report: dict | None = None
         self.last_times: dict[str, float] = {}
 
@@ -43,16 +54,23 @@ class KitPredictor(MusicDemixingPredictor):
     def prediction_setup(self) -> None:
         """Load the model once (the grader times this under its setup limit)."""
         s = self.settings
-        self.separator = load_separator(s.model_path(), s.backend, s.threads, mode=s.mode)
+        path = s.model_path()
+        separator = load_separator(path, s.backend, s.threads, mode=s.mode, precision=s.precision)
+        if s.require_gate:
+            self.gate = check_gate(path, separator.backend.choice.precision)  # refuses an ungated approximation
+        self.separator = separator
         if s.budgeted:
-            # Plan with this machine's measured speed, never an assumed one.
-            self.pass_seconds = measure_pass_seconds(self.separator)
+            # Plan with this machine's measured speed (cached per machine and model), never an assumed one.
+            self.pass_seconds, self.calibration = pass_seconds(separator, path, s.calibration_cache)
 
     def describe(self) -> dict[str, Any]:
         """The settings that ran, and what the loaded model is (for reports)."""
         info = self.settings.describe()
         if self.separator is not None:
-            info.update(architecture=self.separator.architecture.name, backend=self.separator.backend.name)
+            backend = self.separator.backend
+            info.update(architecture=self.separator.architecture.name, backend=backend.name,
+                        precision=backend.choice.precision, backend_choice=backend.choice.describe(),
+                        quality_gate=self.gate, pass_seconds=self.pass_seconds, calibration=self.calibration)
         return info
 
     def prediction(self, mixture_file_path: str, bass_file_path: str, drums_file_path: str,
@@ -71,6 +89,7 @@ class KitPredictor(MusicDemixingPredictor):
             if controller is not None:
                 controller.close()
                 self.last_budget_report = controller.report()
+                self.abandoned_calls += controller.abandoned_at is not None
 
     def _controller(self, mixture_file_path: str) -> DeadlineController | None:
         """A deadline controller for this track, or None when no budget applies."""
@@ -78,7 +97,8 @@ class KitPredictor(MusicDemixingPredictor):
         s = self.settings
         if not s.budgeted:
             return None
-        started = time.monotonic()
+        started = self.next_track_started or time.monotonic()
+        self.next_track_started = None
         frames, rate, _ = audio_info(mixture_file_path)
         limit = s.budget.limit_for(frames / rate)
         if s.hard_limit_s:  # a grader's own hard limit wins when it is tighter
@@ -86,7 +106,7 @@ class KitPredictor(MusicDemixingPredictor):
         margin = s.margin_fraction * limit + MARGIN_FIXED_S
         extras = extras_for(self.separator.window_spec.hop_length) if s.extras else ()
         return DeadlineController(deadline=started + limit - margin, pass_seconds=self.pass_seconds or 1.0,
-                                  extras=extras, limit_s=limit, margin_s=margin)
+                                  extras=extras, limit_s=limit, margin_s=margin, started=started)
 
 
 class progress_bar:

@@ -11,9 +11,11 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from models import DEFAULT_CHECKPOINT
+from models import DEFAULT_MODEL
 
+from .backends import PRECISIONS
 from .budget import BudgetRule
+from .calibration import DEFAULT_CACHE
 from .music_demixing import ENV_PER_MUSIC_TIMEOUT
 
 #: The kit's own variables, read by grader mode only (a submission configures itself with them).
@@ -21,13 +23,14 @@ ENV_MODEL = "MDX_MODEL"
 ENV_BACKEND = "MDX_BACKEND"
 ENV_THREADS = "MDX_THREADS"
 ENV_MODE = "MDX_MODE"
+ENV_PRECISION = "MDX_PRECISION"            # fp32 | bf16 | int8 (approximate ones pass a quality gate)
 ENV_BUDGET_RULE = "MDX_BUDGET_RULE"        # round1 | round2 | none
 ENV_BUDGET_SECONDS = "MDX_BUDGET_SECONDS"  # fixed seconds per track (overrides the rule)
 ENV_BUDGET_RATIO = "MDX_BUDGET_RATIO"      # x track duration (overrides the rule)
 ENV_BUDGET_MARGIN = "MDX_BUDGET_MARGIN"    # safety margin, fraction of the limit
 ENV_EXTRAS = "MDX_EXTRAS"                  # 0 disables quality extras under a budget
 #: Every variable grader mode reads, for reports and resume checks.
-GRADER_VARIABLES = (ENV_MODEL, ENV_BACKEND, ENV_THREADS, ENV_MODE, ENV_BUDGET_RULE, ENV_BUDGET_SECONDS,
+GRADER_VARIABLES = (ENV_MODEL, ENV_BACKEND, ENV_THREADS, ENV_MODE, ENV_PRECISION, ENV_BUDGET_RULE, ENV_BUDGET_SECONDS,
                     ENV_BUDGET_RATIO, ENV_BUDGET_MARGIN, ENV_EXTRAS, ENV_PER_MUSIC_TIMEOUT)
 
 #: Safety margin kept free of the per-track limit: this fraction of it, plus one second.
@@ -43,24 +46,34 @@ class ModelNotFoundError(FileNotFoundError):
 class PredictorSettings:
     """Everything that shapes a predictor's output and timing.
 
-    ``model``: a model file (None: the kit's default checkpoint). ``budget``: the per-track rule the
+    ``model``: a model file (None: the kit's default model). ``backend``: a runtime name, or None for
+    ``auto`` (see :mod:`separation.loading`). ``precision``: ``fp32`` (exact) or an approximate one
+    that must pass its quality gate (:mod:`separation.precision`). ``budget``: the per-track rule the
     predictor plans against (None: the plain pass with no deadline, reproducible). ``hard_limit_s``:
-    a grader's own per-track limit, applied when tighter than the rule.
+    a grader's own per-track limit, applied when tighter than the rule. ``calibration_cache``: the
+    file remembering the cost of a pass per machine and model (None: measure at every setup).
+    ``require_gate``: refuse an approximate precision without a passing quality gate (only the
+    gate's own measurement turns this off).
     """
 
     model: Path | None = None
     backend: str | None = None
     threads: int | None = None
     mode: str = "exact"
+    precision: str = "fp32"
     budget: BudgetRule | None = None
     margin_fraction: float = DEFAULT_MARGIN_FRACTION
     extras: bool = True
     hard_limit_s: float | None = None
     progress: bool = False
+    calibration_cache: Path | None = DEFAULT_CACHE
+    require_gate: bool = True
 
     def __post_init__(self) -> None:
         if self.model is not None:
             object.__setattr__(self, "model", Path(self.model))
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         if not 0 <= self.margin_fraction < 1:
@@ -79,15 +92,15 @@ class PredictorSettings:
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready form for reports: which settings ran."""
-        return {"model": str(self.model_path()), "backend": self.backend or "from the file ending",
-                "threads": self.threads, "mode": self.mode,
+        return {"model": str(self.model_path()), "backend": self.backend or "auto",
+                "threads": self.threads, "mode": self.mode, "precision": self.precision,
                 "budget": self.budget.to_dict() if self.budget else None,
                 "margin_fraction": self.margin_fraction, "extras": self.extras, "hard_limit_s": self.hard_limit_s}
 
 
 def resolve_model_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """``path``, else the kit's default checkpoint, checked to exist."""
-    chosen = Path(path) if path else DEFAULT_CHECKPOINT
+    """``path``, else the kit's default model, checked to exist."""
+    chosen = Path(path) if path else DEFAULT_MODEL
     if not chosen.is_file():
         raise ModelNotFoundError(
             f"model file not found: {chosen}. Pass --checkpoint PATH (an original .ckpt of a supported "
@@ -106,7 +119,7 @@ def budget_from_options(rule: str | None, seconds: float | None, ratio: float | 
 def grader_settings(environ: Mapping[str, str], default_budget: BudgetRule | None = None,
                     **overrides: Any) -> PredictorSettings:
     """What grader mode runs: the ``MDX_*`` variables of ``environ`` over the submission defaults
-    (the default checkpoint, exact mode, every song planned against ``default_budget``, the
+    (the default model, the auto backend, exact fp32, every song planned against ``default_budget``, the
     round-2 rule unless given, with extras). ``overrides`` (e.g. an explicit ``--checkpoint``) win
     over the environment; None values are ignored."""
     seconds, ratio = environ.get(ENV_BUDGET_SECONDS), environ.get(ENV_BUDGET_RATIO)
@@ -116,6 +129,7 @@ def grader_settings(environ: Mapping[str, str], default_budget: BudgetRule | Non
     values: dict[str, Any] = {
         "model": environ.get(ENV_MODEL) or None, "backend": environ.get(ENV_BACKEND) or None,
         "threads": int(threads) if threads else None, "mode": environ.get(ENV_MODE) or "exact",
+        "precision": environ.get(ENV_PRECISION) or "fp32",
         "budget": budget, "margin_fraction": float(margin) if margin else DEFAULT_MARGIN_FRACTION,
         "extras": environ.get(ENV_EXTRAS, "1") != "0", "hard_limit_s": float(hard) if hard else None,
     }

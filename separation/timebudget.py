@@ -69,12 +69,13 @@ class DeadlineController:
     ``extras``: the variants that may be bought, in order; ``max_extras`` caps them per window.
     ``safety``: factor on the cost estimate when deciding whether something still fits.
     ``fallback_seconds``: reserve per window that may still need the fallback estimate.
+    ``started``: when the budget began (default: now), e.g. the process start for a whole command.
     """
 
     def __init__(self, deadline: float, pass_seconds: float, extras: tuple[Variant, ...] = (),
                  max_extras: int | None = None, safety: float = 1.3, fallback_seconds: float = 0.05,
                  clock: Callable[[], float] = time.monotonic, limit_s: float | None = None,
-                 margin_s: float | None = None) -> None:
+                 margin_s: float | None = None, started: float | None = None) -> None:
         self.deadline = deadline
         self.estimate = max(pass_seconds, 1e-4)
         self.initial_estimate = self.estimate
@@ -85,7 +86,7 @@ class DeadlineController:
         self.clock = clock
         self.limit_s = limit_s
         self.margin_s = margin_s
-        self.started = clock()
+        self.started = clock() if started is None else started  # the budget's zero (report's wall_s)
         self.records: list[WindowRecord] = []
         self.abandoned_at: int | None = None
         self.out_of_time_at: int | None = None

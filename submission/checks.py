@@ -141,7 +141,7 @@ def grader_model(repo: Path) -> tuple[Path | None, list[str]]:
     try:
         model = settings.model_path().resolve()
     except ModelNotFoundError:
-        wanted = Path(settings.model or predict.DEFAULT_CHECKPOINT).resolve()
+        wanted = Path(settings.model or predict.DEFAULT_MODEL).resolve()
         return wanted, [f"model artifact not found: the predictor loads {shown_path(repo, wanted)}, which does not "
                         f"exist; put the trained model there and commit it"]
     try:

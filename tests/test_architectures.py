@@ -166,15 +166,27 @@ def test_lasaft_v2_artifacts_separate_like_its_original(reference_dir, tmp_path)
 
     ckpt = fixture(reference_dir, "lasaft_v2")
     assert export_cli.main([str(ckpt), "--out", str(tmp_path / "art"), "--name", "v2"]) == 0
-    for suffix in ("onnx", "ts"):
-        _separate_file(reference_dir / "mixture.wav", tmp_path / "art" / f"v2.{suffix}", tmp_path / suffix)
-        assert_stems_match(tmp_path / suffix / "mixture", ckpt.parent, "lasaft_v2")
+    for suffix, backend in (("onnx", "onnx"), ("onnx", "openvino"), ("ts", "torchscript")):
+        _separate_file(reference_dir / "mixture.wav", tmp_path / "art" / f"v2.{suffix}", tmp_path / backend, backend)
+        assert_stems_match(tmp_path / backend / "mixture", ckpt.parent, "lasaft_v2")
 
 
-def _separate_file(mixture: Path, model: Path, out: Path) -> None:
+@pytest.mark.slow
+def test_lasaft_v1_on_openvino_separates_like_its_original(reference_dir, tmp_path):
+    """The default CPU runtime of an exported LaSAFT v1 reproduces the original's stems."""
+    from export.exporters import export_onnx
+
+    ckpt = fixture(reference_dir, "lasaft_v1")
+    path = export_onnx(load_checkpoint(ckpt), tmp_path / "v1.onnx")
+    _separate_file(reference_dir / "mixture.wav", path, tmp_path / "ov", "openvino")
+    assert_stems_match(tmp_path / "ov" / "mixture", ckpt.parent, "lasaft_v1")
+
+
+def _separate_file(mixture: Path, model: Path, out: Path, backend: str = "auto") -> None:
     import predict
 
-    assert predict.main(["separate", str(mixture), "--checkpoint", str(model), "--out", str(out), "--quiet"]) == 0
+    assert predict.main(["separate", str(mixture), "--checkpoint", str(model), "--out", str(out), "--quiet",
+                         "--backend", backend]) == 0
 
 
 def _tiny(architecture: str):
@@ -206,18 +218,21 @@ TINY_V2 = dict(n_fft=512, hop_length=256, num_frame=64, internal_channels=4, n_b
 
 
 @pytest.mark.parametrize("architecture", ["lightsaft", "lasaft_v1", "lasaft_v2"])
-@pytest.mark.parametrize("suffix", ["onnx", "ts"])
-def test_every_architecture_exports_with_parity(tmp_path, architecture, suffix):
-    """Exported artifacts of each architecture load through the registry and separate like the eager model."""
+@pytest.mark.parametrize("runtime", ["onnx", "openvino", "torchscript"])
+def test_every_architecture_exports_with_parity(tmp_path, architecture, runtime):
+    """Exported artifacts of each architecture load through the registry and separate like the eager
+    model on every runtime that reads them."""
     from export.exporters import export_onnx, export_torchscript
     from export.parity import check_artifact
     from separation import Separator, TorchBackend, load_backend
     from tests.helpers import music_like
 
     model = _tiny(architecture)
+    suffix = "ts" if runtime == "torchscript" else "onnx"
     path = (export_onnx if suffix == "onnx" else export_torchscript)(model, tmp_path / f"m.{suffix}")
-    check_artifact(model, path)
-    backend, window = load_backend(path)
+    check_artifact(model, path, runtime)
+    backend, window = load_backend(path, runtime)
+    assert backend.name == runtime
     assert backend.architecture.name == architecture and backend.config == model.config
     audio = music_like(70_000, seed=4)
     want = Separator(TorchBackend(model.network, model.architecture), model.window).separate(audio)

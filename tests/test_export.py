@@ -50,10 +50,10 @@ def test_export_parity_and_metadata(tmp_path, tiny_model, suffix):
     assert backend.metadata["sources"] == list(SOURCES) and backend.metadata["sample_rate"] == 44100
 
 
-@pytest.mark.parametrize("suffix", ["onnx", "ts"])
-def test_artifacts_have_dynamic_batch_and_time(tmp_path, tiny_model, suffix):
+@pytest.mark.parametrize("suffix,runtime", [("onnx", "onnx"), ("onnx", "openvino"), ("ts", "torchscript")])
+def test_artifacts_have_dynamic_batch_and_time(tmp_path, tiny_model, suffix, runtime):
     path = EXPORTERS[suffix](tiny_model, tmp_path / f"m.{suffix}")
-    backend, _ = load_backend(path)
+    backend, _ = load_backend(path, runtime)
     reference = TorchBackend(tiny_model.network)
     for n_windows, n_frames in [(1, 16), (3, 48), (2, TINY_CONFIG.num_frame)]:
         spec = torch.randn(n_windows, 4, n_frames, TINY_CONFIG.n_bins)
@@ -119,13 +119,14 @@ def test_exported_reference_model_matches_expected_wavs(reference_dir, tmp_path)
     res = subprocess.run([sys.executable, "-m", "export", str(reference_dir / "lightsaft_small_random.ckpt"),
                           "--out", str(tmp_path / "art")], cwd=REPO_ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    for suffix in ("onnx", "ts"):
-        out = tmp_path / suffix
+    for suffix, backend in (("onnx", "onnx"), ("onnx", "openvino"), ("ts", "torchscript")):
+        out = tmp_path / backend
         res = subprocess.run([sys.executable, "predict.py", "separate", str(reference_dir / "mixture.wav"),
                               "--checkpoint", str(tmp_path / "art" / f"lightsaft_small_random.{suffix}"),
-                              "--out", str(out), "--quiet"], cwd=REPO_ROOT, capture_output=True, text=True)
+                              "--out", str(out), "--quiet", "--backend", backend], cwd=REPO_ROOT,
+                             capture_output=True, text=True)
         assert res.returncode == 0, res.stderr
         for s in SOURCES:
             got, _ = sf.read(out / "mixture" / f"{s}.wav", dtype="float32")
             want, _ = sf.read(reference_dir / f"expected_{s}.wav", dtype="float32")
-            assert np.abs(got - want).max() <= 1e-5, (suffix, s)
+            assert np.abs(got - want).max() <= 1e-5, (backend, s)

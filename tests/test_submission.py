@@ -21,7 +21,7 @@ from submission import aicrowd_cli, checks, gitops, smoke
 from tests.helpers import REPO_ROOT
 
 TAG = "submission-v0.1"
-MODEL_REL = predict.DEFAULT_CHECKPOINT.relative_to(REPO_ROOT).as_posix()
+MODEL_REL = predict.DEFAULT_MODEL.relative_to(REPO_ROOT).as_posix()
 #: Files bigger than this are not copied into the test kit (recordings, exports, checkpoints).
 _MAX_COPY_BYTES = 1 << 20
 
@@ -67,8 +67,9 @@ def _kit_files() -> list[str]:
 
 @pytest.fixture(scope="module")
 def kit_origin(tmp_path_factory) -> Path:
-    """A committed copy of the kit with a tiny checkpoint as its default model."""
-    from models.checkpoint import save_lightning_checkpoint
+    """A committed copy of the kit with a small random LightSAFT, exported, as its default model."""
+    from export.exporters import export_onnx
+    from models.checkpoint import load_checkpoint, save_lightning_checkpoint
     from tests.helpers import random_network
 
     origin = tmp_path_factory.mktemp("kit") / "origin"
@@ -76,7 +77,9 @@ def kit_origin(tmp_path_factory) -> Path:
         (origin / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / rel, origin / rel)
     (origin / MODEL_REL).parent.mkdir(parents=True, exist_ok=True)
-    save_lightning_checkpoint(origin / MODEL_REL, random_network())
+    source = tmp_path_factory.mktemp("source") / "random.ckpt"
+    save_lightning_checkpoint(source, random_network())
+    export_onnx(load_checkpoint(source), origin / MODEL_REL)
     git(origin, "init", "-q", "-b", "main")
     git(origin, "add", "-A")
     git(origin, "commit", "-q", "-m", "kit")

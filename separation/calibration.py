@@ -1,0 +1,90 @@
+"""The cost of one pass, measured once per machine and model, then remembered.
+
+A budgeted predictor plans from the seconds one plain pass (one window, every target) takes on
+this machine. Measuring it costs a warm-up and a timed pass at every start-up; a cache keyed by
+the machine (CPU model, usable CPUs), the model file (its sha256), the backend, the precision, the
+threads and the window geometry turns later start-ups into a file read. The deadline controller
+then follows the real cost window by window, so a busier machine than the cached figure is
+caught at the first window.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from core.constants import KIT_VERSION
+from core.files import atomic_write_json, read_json, sha256_file
+from core.signals import parity_signal
+
+from .backends import available_cpus
+from .engine import ArraySource, Separator, StageTimes
+from .timebudget import PLAIN
+
+#: Where the cache lives unless the settings name another file.
+DEFAULT_CACHE = Path.home() / ".cache" / "mdx-kit" / "calibration.json"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``; else the platform's processor string)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def calibration_key(separator: Separator, model_path: str | os.PathLike[str]) -> str:
+    """What the measured cost depends on, hashed."""
+    backend = separator.backend
+    parts = {"kit": KIT_VERSION, "cpu": cpu_model(), "cpus": available_cpus(), "model": sha256_file(model_path),
+             "backend": backend.name, "precision": getattr(backend, "precision", "fp32"),
+             "threads": getattr(backend, "threads", None), "window": separator.geometry.window,
+             "step": separator.geometry.step, "mode": separator.mode}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def measure_pass_seconds(separator: Separator, repeats: int = 1) -> float:
+    """Measured wall time of one plain pass (one window, every target) on this machine.
+
+    The first run warms the backend up; the fastest of the next ``repeats`` is returned.
+    """
+    geo = separator.geometry
+    source = ArraySource(parity_signal(geo.window + geo.step, seed=7))
+    best = float("inf")
+    for attempt in range(repeats + 1):
+        t0 = time.perf_counter()
+        separator.run_windows(source, [1], PLAIN, StageTimes())
+        if attempt:  # the first run only warms up
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def pass_seconds(separator: Separator, model_path: str | os.PathLike[str],
+                 cache: str | os.PathLike[str] | None = DEFAULT_CACHE) -> tuple[float, str]:
+    """(seconds per pass, where the figure came from: ``cached`` or ``measured``).
+
+    ``cache`` None measures every time. A cache that cannot be read or written is ignored: the
+    figure is then measured, never guessed.
+    """
+    if cache is None:
+        return measure_pass_seconds(separator), "measured"
+    key = calibration_key(separator, model_path)
+    entries = read_json(cache)
+    entries = entries if isinstance(entries, dict) else {}  # missing, cut short or not ours
+    cached = entries.get(key)
+    if isinstance(cached, dict) and float(cached.get("pass_seconds", 0)) > 0:
+        return float(cached["pass_seconds"]), "cached"
+    seconds = measure_pass_seconds(separator)
+    entries[key] = {"pass_seconds": seconds, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "backend": separator.backend.name, "model": Path(model_path).name}
+    try:
+        atomic_write_json(cache, entries)
+    except OSError:
+        pass  # a read-only home: measure again next time
+    return seconds, "measured"

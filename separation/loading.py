@@ -1,0 +1,176 @@
+"""From a model file to a ready backend: which runtime runs it, at which precision, and why.
+
+``--backend auto`` (the default) picks by a rule, not a measurement at every start-up:
+
+* a checkpoint (``.ckpt``/``.pt``) runs on eager PyTorch, the only runtime that reads it;
+* a TorchScript file (``.ts``) on TorchScript;
+* an ONNX file on ONNX Runtime's CUDA provider when an NVIDIA GPU and onnxruntime-gpu are present,
+  else on its architecture's CPU runtime (``Architecture.cpu_runtime``): OpenVINO's CPU plugin
+  when ``openvino`` is importable and keeps the architecture's parity criteria, else ONNX Runtime.
+
+OpenVINO before ONNX Runtime on the CPU is a measured choice (README, "Speed"): on the same
+LightSAFT artifact it ran a whole 60-s separation 1.3x faster, with outputs within 3.2e-7 of the
+checkpoint's. LASAFT-Net-v2 stays on ONNX Runtime: OpenVINO's float32 rounding moves it past its
+criteria on the export check's test signal.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+from pathlib import Path
+
+import torch
+
+from .backends import (PRECISIONS, OnnxArtifact, OnnxBackend, OpenVinoBackend, TorchBackend, TorchScriptBackend, available_cpus,
+                       has_nvidia_gpu, openvino_capabilities)
+from .engine import Separator
+
+#: File endings and the backend each implies when ``--backend`` is not given.
+BACKEND_BY_SUFFIX = {".ckpt": "torch", ".pt": "torch", ".pth": "torch", ".ts": "torchscript",
+                     ".onnx": "onnx"}
+#: Backends by name, and the file kind each reads.
+BACKENDS = ("torch", "torchscript", "onnx", "openvino")
+BACKEND_CHOICES = ("auto", *BACKENDS)
+_READS = {"torch": "checkpoint", "torchscript": "torchscript", "onnx": "onnx", "openvino": "onnx"}
+_KIND_BY_SUFFIX = {".ckpt": "checkpoint", ".pt": "checkpoint", ".pth": "checkpoint", ".ts": "torchscript",
+                   ".onnx": "onnx"}
+#: Backends that can run each reduced precision.
+_PRECISION_BACKENDS = {"fp32": BACKENDS, "bf16": ("openvino",), "int8": ()}
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendChoice:
+    """What will run a model file: ``backend`` at ``precision``, and the reasons in words."""
+
+    backend: str
+    precision: str
+    reason: str
+    notes: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return "; ".join((self.reason, *self.notes))
+
+
+def backend_for_path(path: str | os.PathLike[str]) -> str:
+    """The backend a model file implies by its ending (the runtime that reads it in the base install)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in BACKEND_BY_SUFFIX:
+        known = ", ".join(sorted(BACKEND_BY_SUFFIX))
+        raise ValueError(f"cannot tell the backend of {path}: expected one of {known}, or pass --backend")
+    return BACKEND_BY_SUFFIX[suffix]
+
+
+def openvino_available() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def _onnxruntime_cuda() -> bool:
+    if not has_nvidia_gpu():
+        return False
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def _native_bf16() -> bool:
+    return openvino_available() and "BF16" in openvino_capabilities("CPU")
+
+
+def choose_backend(model_path: str | os.PathLike[str], requested: str | None = None,
+                   precision: str = "fp32", cpu_runtime: str = "openvino") -> BackendChoice:
+    """The backend and precision that will run ``model_path``; raises ValueError for impossible asks.
+
+    ``cpu_runtime``: the runtime the file's architecture prefers for ONNX on a CPU
+    (``Architecture.cpu_runtime``).
+
+    A reduced precision the machine cannot run natively falls back to exact fp32 and says so in
+    ``notes``; whether an approximate precision is allowed at all is the quality gate's call
+    (:mod:`separation.precision`), not this function's.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    kind = _KIND_BY_SUFFIX.get(Path(model_path).suffix.lower())
+    requested = None if requested in (None, "auto") else requested
+    if requested is not None and requested not in BACKENDS:
+        raise ValueError(f"unknown backend {requested!r}; choose one of {', '.join(BACKEND_CHOICES)}")
+    if requested is not None:
+        if kind is not None and _READS[requested] != kind:
+            raise ValueError(f"the {requested} backend runs {_READS[requested]} files, and {model_path} is a {kind} "
+                             f"file; use --backend auto, or export the checkpoint with `python -m export`")
+        if requested == "openvino" and not openvino_available():
+            raise ValueError("the openvino backend needs the `openvino` package (pip install -r requirements.txt)")
+        backend, reason = requested, f"{requested}, as asked"
+    elif kind is None:
+        backend_for_path(model_path)  # raises the "cannot tell" error
+        raise AssertionError("unreachable")
+    elif kind == "checkpoint":
+        backend, reason = "torch", ("torch: a checkpoint runs on eager PyTorch (export it with `python -m export` "
+                                    "for the faster ONNX/OpenVINO path)")
+    elif kind == "torchscript":
+        backend, reason = "torchscript", "torchscript: the file is a TorchScript module"
+    elif _onnxruntime_cuda():
+        backend, reason = "onnx", "onnx: ONNX Runtime's CUDA provider on the NVIDIA GPU"
+    elif cpu_runtime == "onnx":
+        backend, reason = "onnx", "onnx: ONNX Runtime, the CPU runtime that keeps this architecture's criteria"
+    elif openvino_available():
+        backend, reason = "openvino", "openvino: the fastest exact CPU runtime for ONNX files (README, Speed)"
+    else:
+        backend, reason = "onnx", "onnx: ONNX Runtime on the CPU (openvino is not installed)"
+
+    notes: list[str] = []
+    if precision != "fp32":
+        if backend not in _PRECISION_BACKENDS[precision]:
+            notes.append(f"{precision} asked, but the {backend} backend runs it exactly only in fp32 here: "
+                         "running exact fp32")
+            precision = "fp32"
+        elif precision == "bf16" and not _native_bf16():
+            notes.append("bf16 asked, but this CPU has no native bf16 (no AVX512_BF16 or AMX; OpenVINO reports "
+                         f"{', '.join(openvino_capabilities('CPU'))}): running exact fp32")
+            precision = "fp32"
+    return BackendChoice(backend, precision, reason, tuple(notes))
+
+
+def load_backend(model_path: str | os.PathLike[str], backend: str | None = None,
+                 threads: int | None = None, fold_bn: bool = True, precision: str = "fp32",
+                 choice: BackendChoice | None = None):
+    """Load a model file into a backend; returns ``(backend, stft_window)``.
+
+    ``backend`` is a name of :data:`BACKEND_CHOICES` (None or ``auto``: :func:`choose_backend`
+    picks); ``threads`` sets intra-op threads (default: the CPUs this process may use). The
+    backend object carries its :class:`BackendChoice` as ``.choice``.
+    """
+    from models.checkpoint import load_checkpoint
+
+    artifact = OnnxArtifact(model_path) if Path(model_path).suffix.lower() == ".onnx" else None
+    if choice is None:
+        cpu_runtime = artifact.architecture.cpu_runtime if artifact is not None else "openvino"
+        choice = choose_backend(model_path, backend, precision, cpu_runtime)
+    threads = threads or available_cpus()
+    torch.set_num_threads(threads)
+    if choice.backend == "torch":
+        loaded = load_checkpoint(model_path)
+        model, window = TorchBackend(loaded.network, loaded.architecture, fold_bn=fold_bn), loaded.window
+    elif choice.backend == "torchscript":
+        model = TorchScriptBackend(model_path)
+        window = model.window
+    elif choice.backend == "openvino":
+        model = OpenVinoBackend(artifact or model_path, threads=threads, precision=choice.precision)
+        window = model.window
+    else:
+        model = OnnxBackend(artifact or model_path, threads=threads)
+        window = model.window
+    model.choice = choice
+    return model, window
+
+
+def load_separator(model_path: str | os.PathLike[str], backend: str | None = None,
+                   threads: int | None = None, windows_per_batch: int = 1, mode: str = "exact",
+                   precision: str = "fp32") -> Separator:
+    """Load a model file (.ckpt/.pt checkpoint, .ts TorchScript, .onnx) into a :class:`Separator`.
+
+    ``mode`` is ``"exact"`` (the original's windowing, within its parity criteria) or ``"fast"``
+    (approximate: shorter trims, cross-faded windows; the concatenating architectures only).
+    """
+    model, window = load_backend(model_path, backend, threads, precision=precision)
+    return Separator(model, window, windows_per_batch, mode=mode)
