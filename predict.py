@@ -48,13 +48,15 @@ def cmd_separate(args: argparse.Namespace) -> int:
 
     try:
         settings = PredictorSettings(
-            model=args.checkpoint, backend=args.backend, threads=args.threads, mode=args.mode or "exact",
+            model=args.checkpoint, backend=args.backend, threads=args.threads,
             precision=args.precision or "fp32",
             budget=budget_from_options(args.budget_rule, args.budget_seconds, args.budget_ratio),
             margin_fraction=DEFAULT_MARGIN_FRACTION if args.margin is None else args.margin,
             extras=not args.no_extras, progress=not args.quiet)
         settings.model_path()
         predictor = PREDICTOR_CLASS(settings)
+        if settings.budgeted and args.started is not None:
+            predictor.next_track_started = args.started  # the budget times the whole command
         predictor.prediction_setup()
     except (ModelNotFoundError, CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -71,8 +73,6 @@ def cmd_separate(args: argparse.Namespace) -> int:
         print("error: two inputs share a file name; their stems would overwrite each other", file=sys.stderr)
         return 2
     failures = 0
-    if settings.budgeted and args.started is not None:
-        predictor.next_track_started = args.started  # the budget times the whole command
     for mixture, paths in stems.items():
         try:
             predictor.prediction(str(mixture), **{f"{s}_file_path": str(p) for s, p in paths.items()})
@@ -100,7 +100,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
 def cmd_grader(args: argparse.Namespace) -> int:
     """Grader mode: the only place that reads the grader's environment into settings."""
     settings = grader_settings(os.environ, model=args.checkpoint, backend=args.backend, threads=args.threads,
-                               mode=args.mode, precision=args.precision)
+                               precision=args.precision)
     predictor = PREDICTOR_CLASS(settings)
     predictor.run()
     print(f"stems written under {predictor.results_data_path}", file=sys.stderr)
@@ -125,9 +125,6 @@ def build_parser() -> argparse.ArgumentParser:
                             "($MDX_PRECISION in grader mode)")
         p.add_argument("--threads", type=int, default=None,
                        help="intra-op CPU threads (default: the CPUs this process may use)")
-        p.add_argument("--mode", choices=["exact", "fast"], default=None,
-                       help="exact: the original's windowing (default); fast: approximate, shorter trims and "
-                            "cross-faded windows (LaSAFT/LightSAFT only)")
 
     sep = sub.add_parser("separate", help="separate audio files into DIR/<name>/<source>.wav")
     sep.add_argument("mixtures", nargs="+", help="input audio files (any rate, mono or stereo)")

@@ -2,7 +2,7 @@
 
 Times, in one run and on one input, the plain eager path (the original pipeline's shape: batches
 of 32 (window, target) items, an STFT per target, no shared stem, no BatchNorm folding) and each
-backend and mode of the kit, each in its own child process so that peak RSS is its own. Prints
+backend and precision of the kit, each in its own child process so that peak RSS is its own. Prints
 wall time, RTF (wall / audio seconds), peak RSS, achieved network GFLOP/s and the speed-up over
 the plain path, and writes ``bench.json`` and ``bench.md``.
 """
@@ -34,7 +34,6 @@ CONFIGS: dict[str, dict] = {
     "openvino": {"kind": "kit", "backend": "openvino", "label": "OpenVINO artifact (CPU plugin, fp32)"},
     "openvino-bf16": {"kind": "kit", "backend": "openvino", "precision": "bf16",
                       "label": "OpenVINO, bf16 (approximate; native bf16 CPUs only)"},
-    "onnx-fast": {"kind": "kit", "backend": "onnx", "mode": "fast", "label": "ONNX Runtime, fast mode (approximate)"},
 }
 EXACT_CONFIGS = ("torch-noopt", "torch-share", "torch", "torchscript", "onnx", "openvino")
 #: Backends that read the exported ONNX file.
@@ -53,10 +52,10 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _geometry(architecture, config, mode: str = "exact"):
+def _geometry(architecture, config):
     from separation.geometry import geometry_for
 
-    return geometry_for(architecture.window_spec(config), mode)
+    return geometry_for(architecture.window_spec(config))
 
 
 def _body(network, features, condition):
@@ -140,7 +139,7 @@ def run_child(name: str, model: str, artifacts: dict[str, str], wav: str, thread
         stems = plain_separate(loaded.architecture, loaded.network, loaded.window, audio)
         wall = time.perf_counter() - t1
         times = {}
-        mode, share = "exact", False
+        precision, share = "fp32", False
     else:
         if spec["backend"] == "torch":
             loaded = load_checkpoint(model)
@@ -149,8 +148,8 @@ def run_child(name: str, model: str, artifacts: dict[str, str], wav: str, thread
         else:
             artifact = artifacts["onnx" if spec["backend"] in _ONNX_BACKENDS else spec["backend"]]
             backend, window = load_backend(artifact, spec["backend"], threads, precision=spec.get("precision", "fp32"))
-        mode, share = spec.get("mode", "exact"), backend.share_stem
-        separator = Separator(backend, window, mode=mode)
+        precision, share = backend.choice.precision if hasattr(backend, "choice") else "fp32", backend.share_stem
+        separator = Separator(backend, window)
         setup = time.perf_counter() - t0
         audio = read_mixture(wav)
         times = StageTimes()
@@ -159,14 +158,14 @@ def run_child(name: str, model: str, artifacts: dict[str, str], wav: str, thread
         wall = time.perf_counter() - t1
         stems = np.concatenate(blocks, axis=1)
     np.save(Path(wav).with_name(f"{name}.npy"), stems)
-    return {"name": name, "wall_s": wall, "setup_s": setup, "stages_s": dict(times), "mode": mode,
+    return {"name": name, "wall_s": wall, "setup_s": setup, "stages_s": dict(times), "precision": precision,
             "shared_stem": share, "peak_rss_mib": _peak_rss_mib(), "n_samples": int(audio.shape[0])}
 
 
 def _executed_gflop(result: dict, architecture, config, flops: dict) -> float:
     from core.constants import N_SOURCES
 
-    geo = _geometry(architecture, config, result["mode"])
+    geo = _geometry(architecture, config)
     n_frames = geo.window // config.hop_length + 1
     stem, body = flops[n_frames]
     n_win = geo.n_windows(result["n_samples"])
@@ -178,18 +177,18 @@ def _markdown(rows: list[dict], meta: dict) -> str:
     lines = [f"# Latency benchmark ({meta['audio_s']:.0f} s stereo input, {meta['threads']} threads)", "",
              f"Machine: {meta['machine']}; torch {meta['torch']}, onnxruntime {meta['onnxruntime']}; "
              f"model `{meta['model']}` ({meta['architecture']}); {meta['when']}.", "",
-             "| configuration | mode | wall (s) | RTF | peak RSS (MiB) | network GFLOP/s | speed-up vs plain "
+             "| configuration | precision | wall (s) | RTF | peak RSS (MiB) | network GFLOP/s | speed-up vs plain "
              "| max-abs vs plain | SDR vs plain (dB) |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['label']} | {r['mode']} | {r['wall_s']:.1f} | {r['rtf']:.3f} | {r['peak_rss_mib']:.0f} | "
+        lines.append(f"| {r['label']} | {r['precision']} | {r['wall_s']:.1f} | {r['rtf']:.3f} | {r['peak_rss_mib']:.0f} | "
                      f"{r['gflops']:.0f} | {r['speedup']:.2f}x | {r['max_abs_vs_plain']:.1e} | {r['sdr_vs_plain_db']:.1f} |")
     lines += ["", "RTF = wall time of the separation (read to stems in memory) / audio duration; setup "
               "(model load) is not included. GFLOP/s = network FLOPs executed (torch FlopCounterMode; the "
               "shared stem counted once per window) / wall time. Each row ran in its own process, one "
               "after another, on the same input. SDR vs plain: MDX SDR of each output taking the plain "
-              "path's stems as reference (mean of the four sources): exact modes sit near float32 "
-              "rounding, the fast mode shows how far it departs."]
+              "path's stems as reference (mean of the four sources): exact rows sit near float32 "
+              "rounding, an approximate precision shows how far it departs."]
     return "\n".join(lines) + "\n"
 
 
@@ -231,16 +230,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown configuration(s): {', '.join(unknown)}")
     model = load_checkpoint(args.checkpoint)
     arch, cfg = model.architecture, model.config
-    modes = {}
-    for mode in ("exact", "fast"):
-        try:
-            modes[mode] = _geometry(arch, cfg, mode)
-        except ValueError:  # this architecture has no fast mode
-            pass
-    skipped = [n for n in names if CONFIGS[n].get("mode", "exact") not in modes]
-    if skipped:
-        print(f"[bench] {arch.name} has no fast mode; skipping {', '.join(skipped)}", file=sys.stderr)
-        names = [n for n in names if n not in skipped]
     out_dir = Path(args.out or Path("results") / "bench" / time.strftime("%Y%m%d-%H%M%S"))
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="mdxkit-bench-"))
@@ -257,10 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         artifacts["onnx"] = str(export_onnx(model, work / "model.onnx"))
     if any(CONFIGS[n].get("backend") == "torchscript" for n in names):
         artifacts["torchscript"] = str(export_torchscript(model, work / "model.ts"))
-    flops = {}
-    for geo in modes.values():
-        n_frames = geo.window // cfg.hop_length + 1
-        flops[n_frames] = network_gflop(arch, cfg, n_frames)
+    n_frames = _geometry(arch, cfg).window // cfg.hop_length + 1
+    flops = {n_frames: network_gflop(arch, cfg, n_frames)}
     rows = []
     for name in names:
         print(f"[bench] {name}: {CONFIGS[name]['label']} ...", file=sys.stderr, flush=True)
@@ -285,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         stems = np.load(work / f"{r['name']}.npy")
         diff = stems - reference
         r["max_abs_vs_plain"] = float(np.abs(diff).max())
-        # SDR of this output against the plain one (inf when identical): how approximate a mode is.
+        # SDR of this output against the plain one (inf when identical): how approximate a row is.
         r["sdr_vs_plain_db"] = float(np.mean([10 * np.log10((np.sum(reference[k] ** 2) + 1e-7) / (np.sum(diff[k] ** 2) + 1e-7))
                                               for k in range(reference.shape[0])]))
     meta = {"audio_s": args.seconds, "threads": threads, "machine": f"{platform.processor() or platform.machine()}, "

@@ -71,7 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS,
                    help="fp32 (exact, default) or an approximate precision past its quality gate")
     p.add_argument("--threads", type=int, help="intra-op CPU threads for the predictor")
-    p.add_argument("--mode", choices=["exact", "fast"], help="window mode of the predictor (default exact)")
     p.add_argument("--plain", action="store_true",
                    help="run the reproducible plain pass (no deadline planning, no extras) instead of what grader "
                         "mode would submit")
@@ -121,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # What grader mode would submit: its settings from this environment, planned against the
         # limit this run times songs with (unless MDX_BUDGET_* says otherwise), or the plain pass.
         predictor_settings = grader_settings(os.environ, default_budget=budget, model=args.checkpoint,
-                                             backend=args.backend, threads=args.threads, mode=args.mode,
+                                             backend=args.backend, threads=args.threads,
                                              precision=args.precision, progress=not args.quiet)
         if args.plain:
             predictor_settings = predictor_settings.replace(budget=None)

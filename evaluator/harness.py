@@ -104,6 +104,7 @@ def run_identity(dataset: Dataset, settings: EvalSettings) -> dict:
     """The facts a resumed run must share with the first one."""
     described = settings.predictor_settings.describe()
     described.pop("model")  # identified by its hash below
+    described.pop("cache_dir", None)  # where timings are remembered changes no output
     return {"version": RECORD_VERSION, "checkpoint": checkpoint_identity(settings.checkpoint),
             "predictor": settings.predictor, "predictor_settings": described, "dataset": dataset.identity,
             "budget": settings.budget.to_dict(), "enforce": settings.enforce}

@@ -161,17 +161,17 @@ def verdict(result: RunResult, latency: dict) -> str:
 
 
 def _settings_line(result: RunResult, settings: EvalSettings) -> str:
-    """Which architecture, backend, precision, mode and budget plan ran (from the last setup session)."""
+    """Which architecture, backend, precision and budget plan ran (from the last setup session)."""
     ran = next((s["predictor"] for s in reversed(result.sessions) if s.get("predictor")), None)
     ps = settings.predictor_settings
     budget = ps.budget.describe() if ps.budget else "none (plain pass, reproducible)"
     if ran:
         choice = ran.get("backend_choice")
         return (f"architecture {ran['architecture']}, backend {ran['backend']}, precision "
-                f"{ran.get('precision', 'fp32')}{f' ({choice})' if choice else ''}, mode {ran['mode']}, "
+                f"{ran.get('precision', 'fp32')}{f' ({choice})' if choice else ''}, "
                 f"threads {ran['threads'] or 'all available'}, predictor's own budget plan: {budget}, "
                 f"extras {'on' if ps.extras else 'off'}")
-    return (f"backend {ps.backend or 'auto'}, precision {ps.precision}, mode {ps.mode}, "
+    return (f"backend {ps.backend or 'auto'}, precision {ps.precision}, "
             f"predictor's own budget plan: {budget}")
 
 

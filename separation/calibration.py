@@ -5,7 +5,9 @@ this machine. Measuring it costs a warm-up and a timed pass at every start-up; a
 the machine (CPU model, usable CPUs), the model file (its sha256), the backend, the precision, the
 threads and the window geometry turns later start-ups into a file read. The deadline controller
 then follows the real cost window by window, so a busier machine than the cached figure is
-caught at the first window.
+caught at the first window. A command whose budget includes its own start-up (``separate
+--budget-seconds``) never measures at setup: without a cached figure its first window's pass is
+the measurement, and it is remembered for the next run.
 """
 from __future__ import annotations
 
@@ -24,8 +26,15 @@ from .backends import available_cpus
 from .engine import ArraySource, Separator, StageTimes
 from .timebudget import PLAIN
 
-#: Where the cache lives unless the settings name another file.
-DEFAULT_CACHE = Path.home() / ".cache" / "mdx-kit" / "calibration.json"
+CACHE_NAME = "calibration.json"
+
+
+def default_cache_dir() -> Path:
+    """The kit's cache folder unless the settings name another: ``mdx-kit`` in the user's cache
+    folder (``$XDG_CACHE_HOME``, else ``~/.cache``). It holds ``calibration.json`` and OpenVINO's
+    compiled models (``openvino/``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mdx-kit"
 
 
 def cpu_model() -> str:
@@ -45,7 +54,7 @@ def calibration_key(separator: Separator, model_path: str | os.PathLike[str]) ->
     parts = {"kit": KIT_VERSION, "cpu": cpu_model(), "cpus": available_cpus(), "model": sha256_file(model_path),
              "backend": backend.name, "precision": getattr(backend, "precision", "fp32"),
              "threads": getattr(backend, "threads", None), "window": separator.geometry.window,
-             "step": separator.geometry.step, "mode": separator.mode}
+             "step": separator.geometry.step}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -65,26 +74,47 @@ def measure_pass_seconds(separator: Separator, repeats: int = 1) -> float:
     return best
 
 
+def _entries(cache: str | os.PathLike[str]) -> dict:
+    entries = read_json(cache)
+    return entries if isinstance(entries, dict) else {}  # missing, cut short or not ours
+
+
+def cached_pass_seconds(separator: Separator, model_path: str | os.PathLike[str],
+                        cache: str | os.PathLike[str] | None) -> float | None:
+    """The remembered cost of a pass for this machine and model, or None."""
+    if cache is None:
+        return None
+    entry = _entries(cache).get(calibration_key(separator, model_path))
+    if isinstance(entry, dict) and float(entry.get("pass_seconds", 0)) > 0:
+        return float(entry["pass_seconds"])
+    return None
+
+
+def remember_pass_seconds(separator: Separator, model_path: str | os.PathLike[str],
+                          cache: str | os.PathLike[str] | None, seconds: float) -> None:
+    """Store a measured cost of a pass; a cache that cannot be written is skipped (measured again next time)."""
+    if cache is None:
+        return
+    entries = _entries(cache)
+    entries[calibration_key(separator, model_path)] = {
+        "pass_seconds": float(seconds), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "backend": separator.backend.name, "model": Path(model_path).name}
+    try:
+        atomic_write_json(cache, entries)
+    except OSError:
+        pass
+
+
 def pass_seconds(separator: Separator, model_path: str | os.PathLike[str],
-                 cache: str | os.PathLike[str] | None = DEFAULT_CACHE) -> tuple[float, str]:
+                 cache: str | os.PathLike[str] | None) -> tuple[float, str]:
     """(seconds per pass, where the figure came from: ``cached`` or ``measured``).
 
     ``cache`` None measures every time. A cache that cannot be read or written is ignored: the
     figure is then measured, never guessed.
     """
-    if cache is None:
-        return measure_pass_seconds(separator), "measured"
-    key = calibration_key(separator, model_path)
-    entries = read_json(cache)
-    entries = entries if isinstance(entries, dict) else {}  # missing, cut short or not ours
-    cached = entries.get(key)
-    if isinstance(cached, dict) and float(cached.get("pass_seconds", 0)) > 0:
-        return float(cached["pass_seconds"]), "cached"
+    cached = cached_pass_seconds(separator, model_path, cache)
+    if cached is not None:
+        return cached, "cached"
     seconds = measure_pass_seconds(separator)
-    entries[key] = {"pass_seconds": seconds, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                    "backend": separator.backend.name, "model": Path(model_path).name}
-    try:
-        atomic_write_json(cache, entries)
-    except OSError:
-        pass  # a read-only home: measure again next time
+    remember_pass_seconds(separator, model_path, cache, seconds)
     return seconds, "measured"

@@ -40,12 +40,12 @@ class Separator:
     """Separates tracks with a backend, in its architecture's window geometry.
 
     ``windows_per_batch`` windows are read and transformed together; their four targets are
-    handled by the backend. Peak memory grows with it, speed barely does on CPU. ``mode``:
-    ``exact`` (the original's windowing) or ``fast`` (approximate, where the architecture has it).
+    handled by the backend. Peak memory grows with it, speed barely does on CPU. The windowing is
+    always the original's (exact); approximation, where wanted, is a precision of the backend.
     """
 
     def __init__(self, backend: Backend, window: torch.Tensor | None = None,
-                 windows_per_batch: int = 1, mode: str = "exact") -> None:
+                 windows_per_batch: int = 1) -> None:
         if windows_per_batch < 1:
             raise ValueError("windows_per_batch must be >= 1")
         cfg = backend.config
@@ -54,8 +54,7 @@ class Separator:
         self.config = cfg
         self.spectral = Spectral(cfg.n_fft, cfg.hop_length, window)
         self.window_spec = self.architecture.window_spec(cfg)
-        self.geometry = geometry_for(self.window_spec, mode)
-        self.mode = mode
+        self.geometry = geometry_for(self.window_spec)
         self.windows_per_batch = windows_per_batch
         self.sources = SOURCES
 

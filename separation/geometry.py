@@ -6,12 +6,8 @@ on); of its separated output, ``kept`` samples starting at ``trim`` are multipli
 ``weights(c, L)`` and overlap-added at mixture sample ``c * step``. After window ``c`` every
 sample before ``(c + 1) * step`` is final, which is what lets the engine stream.
 
-* :class:`ConcatGeometry`, exact: the LaSAFT/LightSAFT starter kit (LIGHTSAFT_SPEC section 2):
-  windows tile the track, ``trim`` samples dropped per side, hard concatenation, cut to ``L``.
-* :class:`ConcatGeometry`, fast (approximate, LaSAFT family only): the same windows with a
-  quarter of the context thrown away (2 hops per side instead of 8), neighbours blended over
-  ``crossfade`` samples with complementary raised-cosine fades. (512-frame windows were tried:
-  4 % fewer FLOPs but 11 % slower in ONNX Runtime.)
+* :class:`ConcatGeometry`: the LaSAFT/LightSAFT starter kit (LIGHTSAFT_SPEC section 2): windows
+  tile the track, ``trim`` samples dropped per side, hard concatenation, cut to ``L``.
 * :class:`HalfOverlapGeometry`: LASAFT-Net-v2's ``SingleTrackSet`` with ``overlap_ratio=0.5``,
   the weights and quirks of its original included (lasaft_v2_light/SPEC_ADDENDUM.md).
 """
@@ -24,33 +20,25 @@ import numpy as np
 
 from models.registry import WindowSpec
 
-#: Fast mode: context trimmed per side and overlap, in hops.
-FAST_TRIM_HOPS = 2
-FAST_CROSSFADE_HOPS = 2
-MODES = ("exact", "fast")
-
-
 @dataclasses.dataclass(frozen=True)
 class ConcatGeometry:
-    """Windows ``step`` apart, kept parts concatenated (cross-faded over ``crossfade`` samples)."""
+    """Windows ``step`` apart, kept parts concatenated."""
 
     window: int
     trim: int
-    crossfade: int = 0
-    mode: str = "exact"
 
     def __post_init__(self) -> None:
-        if self.step <= 0 or self.trim < 0 or self.crossfade < 0:
+        if self.step <= 0 or self.trim < 0:
             raise ValueError(f"invalid window geometry {self}")
 
     @property
     def step(self) -> int:
         """Distance between window starts = samples each window finalises."""
-        return self.window - 2 * self.trim - self.crossfade
+        return self.window - 2 * self.trim
 
     @property
     def kept(self) -> int:
-        """Samples kept from each separated window (step plus the overlap)."""
+        """Samples kept from each separated window (all of the step: no overlap)."""
         return self.window - 2 * self.trim
 
     def n_windows(self, n_samples: int) -> int:
@@ -65,21 +53,9 @@ class ConcatGeometry:
         """Mixture samples from here on read as zeros in window ``index``."""
         return n_samples
 
-    def fade_in(self) -> np.ndarray:
-        """(crossfade,) raised-cosine ramp 0 -> 1; ``fade_in + fade_in[::-1] == 1``."""
-        n = self.crossfade
-        return (0.5 - 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)).astype(np.float32)
-
     def weights(self, index: int, n_samples: int) -> np.ndarray | None:
-        """(kept,) overlap-add weights of window ``index``; None means all ones."""
-        if not self.crossfade:
-            return None
-        w = np.ones(self.kept, dtype=np.float32)
-        fade = self.fade_in()
-        if index > 0:
-            w[:self.crossfade] = fade
-        w[self.step:] = fade[::-1]
-        return w
+        """(kept,) overlap-add weights of window ``index``; None: all ones (plain concatenation)."""
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +79,6 @@ class HalfOverlapGeometry:
     window: int
     trim: int
     overlap_ratio: float = 0.5
-    mode: str = "exact"
 
     @property
     def kept(self) -> int:
@@ -149,19 +124,10 @@ class HalfOverlapGeometry:
 Geometry = ConcatGeometry | HalfOverlapGeometry
 
 
-def geometry_for(spec: WindowSpec, mode: str = "exact") -> Geometry:
-    """The geometry of an architecture's :class:`WindowSpec` in ``mode`` (exact or fast)."""
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose {' or '.join(MODES)}")
+def geometry_for(spec: WindowSpec) -> Geometry:
+    """The geometry of an architecture's :class:`WindowSpec` (its original's windowing)."""
     if spec.overlap == "half":
-        if mode != "exact":
-            raise ValueError("fast mode is only available for the concatenating LaSAFT/LightSAFT windows; "
-                             "use --mode exact with this model")
         return HalfOverlapGeometry(spec.window, spec.trim)
     if spec.overlap != "concat":
         raise ValueError(f"unknown window overlap {spec.overlap!r}")
-    if mode == "exact":
-        return ConcatGeometry(window=spec.window, trim=spec.trim)
-    hop = spec.hop_length
-    return ConcatGeometry(window=spec.window, trim=FAST_TRIM_HOPS * hop, crossfade=FAST_CROSSFADE_HOPS * hop,
-                          mode="fast")
+    return ConcatGeometry(window=spec.window, trim=spec.trim)

@@ -133,12 +133,13 @@ def choose_backend(model_path: str | os.PathLike[str], requested: str | None = N
 
 def load_backend(model_path: str | os.PathLike[str], backend: str | None = None,
                  threads: int | None = None, fold_bn: bool = True, precision: str = "fp32",
-                 choice: BackendChoice | None = None):
+                 choice: BackendChoice | None = None, compile_cache: str | os.PathLike[str] | None = None):
     """Load a model file into a backend; returns ``(backend, stft_window)``.
 
     ``backend`` is a name of :data:`BACKEND_CHOICES` (None or ``auto``: :func:`choose_backend`
-    picks); ``threads`` sets intra-op threads (default: the CPUs this process may use). The
-    backend object carries its :class:`BackendChoice` as ``.choice``.
+    picks); ``threads`` sets intra-op threads (default: the CPUs this process may use);
+    ``compile_cache`` is OpenVINO's folder of compiled models. The backend object carries its
+    :class:`BackendChoice` as ``.choice``.
     """
     from models.checkpoint import load_checkpoint
 
@@ -155,7 +156,8 @@ def load_backend(model_path: str | os.PathLike[str], backend: str | None = None,
         model = TorchScriptBackend(model_path)
         window = model.window
     elif choice.backend == "openvino":
-        model = OpenVinoBackend(artifact or model_path, threads=threads, precision=choice.precision)
+        model = OpenVinoBackend(artifact or model_path, threads=threads, precision=choice.precision,
+                                cache_dir=compile_cache)
         window = model.window
     else:
         model = OnnxBackend(artifact or model_path, threads=threads)
@@ -165,12 +167,9 @@ def load_backend(model_path: str | os.PathLike[str], backend: str | None = None,
 
 
 def load_separator(model_path: str | os.PathLike[str], backend: str | None = None,
-                   threads: int | None = None, windows_per_batch: int = 1, mode: str = "exact",
-                   precision: str = "fp32") -> Separator:
-    """Load a model file (.ckpt/.pt checkpoint, .ts TorchScript, .onnx) into a :class:`Separator`.
-
-    ``mode`` is ``"exact"`` (the original's windowing, within its parity criteria) or ``"fast"``
-    (approximate: shorter trims, cross-faded windows; the concatenating architectures only).
-    """
-    model, window = load_backend(model_path, backend, threads, precision=precision)
-    return Separator(model, window, windows_per_batch, mode=mode)
+                   threads: int | None = None, windows_per_batch: int = 1,
+                   precision: str = "fp32", compile_cache: str | os.PathLike[str] | None = None) -> Separator:
+    """Load a model file (.ckpt/.pt checkpoint, .ts TorchScript, .onnx) into a :class:`Separator`
+    (``backend``, ``precision``: see :func:`choose_backend`)."""
+    model, window = load_backend(model_path, backend, threads, precision=precision, compile_cache=compile_cache)
+    return Separator(model, window, windows_per_batch)

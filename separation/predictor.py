@@ -17,7 +17,7 @@ from core.audio import audio_info
 from core.constants import SAMPLE_RATE
 
 from . import load_separator, separate_file
-from .calibration import pass_seconds
+from .calibration import cached_pass_seconds, pass_seconds, remember_pass_seconds
 from .music_demixing import MusicDemixingPredictor
 from .precision import check_gate
 from .settings import MARGIN_FIXED_S, PredictorSettings
@@ -55,11 +55,17 @@ class KitPredictor(MusicDemixingPredictor):
         """Load the model once (the grader times this under its setup limit)."""
         s = self.settings
         path = s.model_path()
-        separator = load_separator(path, s.backend, s.threads, mode=s.mode, precision=s.precision)
+        separator = load_separator(path, s.backend, s.threads, precision=s.precision,
+                                   compile_cache=s.compile_cache)
         if s.require_gate:
             self.gate = check_gate(path, separator.backend.choice.precision)  # refuses an ungated approximation
         self.separator = separator
-        if s.budgeted:
+        if s.budgeted and self.next_track_started is not None:
+            # The budget already runs: no passes at setup. Without a remembered figure the first
+            # window's pass measures the cost (see prediction()).
+            self.pass_seconds = cached_pass_seconds(separator, path, s.calibration_cache)
+            self.calibration = "cached" if self.pass_seconds is not None else "first window"
+        elif s.budgeted:
             # Plan with this machine's measured speed (cached per machine and model), never an assumed one.
             self.pass_seconds, self.calibration = pass_seconds(separator, path, s.calibration_cache)
 
@@ -90,6 +96,7 @@ class KitPredictor(MusicDemixingPredictor):
                 controller.close()
                 self.last_budget_report = controller.report()
                 self.abandoned_calls += controller.abandoned_at is not None
+                self._learn(controller)
 
     def _controller(self, mixture_file_path: str) -> DeadlineController | None:
         """A deadline controller for this track, or None when no budget applies."""
@@ -105,8 +112,18 @@ class KitPredictor(MusicDemixingPredictor):
             limit = min(limit, s.hard_limit_s)
         margin = s.margin_fraction * limit + MARGIN_FIXED_S
         extras = extras_for(self.separator.window_spec.hop_length) if s.extras else ()
-        return DeadlineController(deadline=started + limit - margin, pass_seconds=self.pass_seconds or 1.0,
+        return DeadlineController(deadline=started + limit - margin, pass_seconds=self.pass_seconds,
                                   extras=extras, limit_s=limit, margin_s=margin, started=started)
+
+
+    def _learn(self, controller: DeadlineController) -> None:
+        """Remember the first pass a track measured when no figure was known (a warm-up pass: an
+        overestimate, which the next run's controller corrects downwards)."""
+        if self.pass_seconds is None and controller.first_pass_seconds is not None:
+            self.pass_seconds = controller.first_pass_seconds
+            self.calibration = "learned from the first window"
+            remember_pass_seconds(self.separator, self.settings.model_path(), self.settings.calibration_cache,
+                                  self.pass_seconds)
 
 
 class progress_bar:

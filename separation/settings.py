@@ -15,14 +15,13 @@ from models import DEFAULT_MODEL
 
 from .backends import PRECISIONS
 from .budget import BudgetRule
-from .calibration import DEFAULT_CACHE
+from . import calibration
 from .music_demixing import ENV_PER_MUSIC_TIMEOUT
 
 #: The kit's own variables, read by grader mode only (a submission configures itself with them).
 ENV_MODEL = "MDX_MODEL"
 ENV_BACKEND = "MDX_BACKEND"
 ENV_THREADS = "MDX_THREADS"
-ENV_MODE = "MDX_MODE"
 ENV_PRECISION = "MDX_PRECISION"            # fp32 | bf16 | int8 (approximate ones pass a quality gate)
 ENV_BUDGET_RULE = "MDX_BUDGET_RULE"        # round1 | round2 | none
 ENV_BUDGET_SECONDS = "MDX_BUDGET_SECONDS"  # fixed seconds per track (overrides the rule)
@@ -30,7 +29,7 @@ ENV_BUDGET_RATIO = "MDX_BUDGET_RATIO"      # x track duration (overrides the rul
 ENV_BUDGET_MARGIN = "MDX_BUDGET_MARGIN"    # safety margin, fraction of the limit
 ENV_EXTRAS = "MDX_EXTRAS"                  # 0 disables quality extras under a budget
 #: Every variable grader mode reads, for reports and resume checks.
-GRADER_VARIABLES = (ENV_MODEL, ENV_BACKEND, ENV_THREADS, ENV_MODE, ENV_PRECISION, ENV_BUDGET_RULE, ENV_BUDGET_SECONDS,
+GRADER_VARIABLES = (ENV_MODEL, ENV_BACKEND, ENV_THREADS, ENV_PRECISION, ENV_BUDGET_RULE, ENV_BUDGET_SECONDS,
                     ENV_BUDGET_RATIO, ENV_BUDGET_MARGIN, ENV_EXTRAS, ENV_PER_MUSIC_TIMEOUT)
 
 #: Safety margin kept free of the per-track limit: this fraction of it, plus one second.
@@ -50,8 +49,9 @@ class PredictorSettings:
     ``auto`` (see :mod:`separation.loading`). ``precision``: ``fp32`` (exact) or an approximate one
     that must pass its quality gate (:mod:`separation.precision`). ``budget``: the per-track rule the
     predictor plans against (None: the plain pass with no deadline, reproducible). ``hard_limit_s``:
-    a grader's own per-track limit, applied when tighter than the rule. ``calibration_cache``: the
-    file remembering the cost of a pass per machine and model (None: measure at every setup).
+    a grader's own per-track limit, applied when tighter than the rule. ``cache_dir``: the folder
+    remembering the cost of a pass per machine and model and OpenVINO's compiled models (None:
+    measure and compile at every setup).
     ``require_gate``: refuse an approximate precision without a passing quality gate (only the
     gate's own measurement turns this off).
     """
@@ -59,14 +59,14 @@ class PredictorSettings:
     model: Path | None = None
     backend: str | None = None
     threads: int | None = None
-    mode: str = "exact"
     precision: str = "fp32"
     budget: BudgetRule | None = None
     margin_fraction: float = DEFAULT_MARGIN_FRACTION
     extras: bool = True
     hard_limit_s: float | None = None
     progress: bool = False
-    calibration_cache: Path | None = DEFAULT_CACHE
+    # looked up when the settings are made, so that a test can point it elsewhere
+    cache_dir: Path | None = dataclasses.field(default_factory=lambda: calibration.default_cache_dir())
     require_gate: bool = True
 
     def __post_init__(self) -> None:
@@ -86,6 +86,14 @@ class PredictorSettings:
     def budgeted(self) -> bool:
         return self.budget is not None and self.budget.kind != "none"
 
+    @property
+    def calibration_cache(self) -> Path | None:
+        return None if self.cache_dir is None else Path(self.cache_dir) / calibration.CACHE_NAME
+
+    @property
+    def compile_cache(self) -> Path | None:
+        return None if self.cache_dir is None else Path(self.cache_dir) / "openvino"
+
     def model_path(self) -> Path:
         """The model file to load, checked to exist."""
         return resolve_model_path(self.model)
@@ -93,9 +101,10 @@ class PredictorSettings:
     def describe(self) -> dict[str, Any]:
         """JSON-ready form for reports: which settings ran."""
         return {"model": str(self.model_path()), "backend": self.backend or "auto",
-                "threads": self.threads, "mode": self.mode, "precision": self.precision,
+                "threads": self.threads, "precision": self.precision,
                 "budget": self.budget.to_dict() if self.budget else None,
-                "margin_fraction": self.margin_fraction, "extras": self.extras, "hard_limit_s": self.hard_limit_s}
+                "margin_fraction": self.margin_fraction, "extras": self.extras, "hard_limit_s": self.hard_limit_s,
+                "cache_dir": str(self.cache_dir) if self.cache_dir else None}
 
 
 def resolve_model_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -128,8 +137,7 @@ def grader_settings(environ: Mapping[str, str], default_budget: BudgetRule | Non
     margin, threads, hard = environ.get(ENV_BUDGET_MARGIN), environ.get(ENV_THREADS), environ.get(ENV_PER_MUSIC_TIMEOUT)
     values: dict[str, Any] = {
         "model": environ.get(ENV_MODEL) or None, "backend": environ.get(ENV_BACKEND) or None,
-        "threads": int(threads) if threads else None, "mode": environ.get(ENV_MODE) or "exact",
-        "precision": environ.get(ENV_PRECISION) or "fp32",
+        "threads": int(threads) if threads else None,         "precision": environ.get(ENV_PRECISION) or "fp32",
         "budget": budget, "margin_fraction": float(margin) if margin else DEFAULT_MARGIN_FRACTION,
         "extras": environ.get(ENV_EXTRAS, "1") != "0", "hard_limit_s": float(hard) if hard else None,
     }

@@ -65,20 +65,23 @@ class WindowRecord:
 class DeadlineController:
     """Plans and polices one track's windows against a deadline (``time.monotonic`` seconds).
 
-    ``pass_seconds``: measured cost of one plain pass (one window, all targets) at setup.
+    ``pass_seconds``: measured cost of one plain pass (one window, all targets) at setup, or None
+    when unknown: the first window's plain pass then runs if any time is left (still guarded by the
+    deadline) and measures it, and extras wait until it has.
     ``extras``: the variants that may be bought, in order; ``max_extras`` caps them per window.
     ``safety``: factor on the cost estimate when deciding whether something still fits.
     ``fallback_seconds``: reserve per window that may still need the fallback estimate.
     ``started``: when the budget began (default: now), e.g. the process start for a whole command.
     """
 
-    def __init__(self, deadline: float, pass_seconds: float, extras: tuple[Variant, ...] = (),
+    def __init__(self, deadline: float, pass_seconds: float | None, extras: tuple[Variant, ...] = (),
                  max_extras: int | None = None, safety: float = 1.3, fallback_seconds: float = 0.05,
                  clock: Callable[[], float] = time.monotonic, limit_s: float | None = None,
                  margin_s: float | None = None, started: float | None = None) -> None:
         self.deadline = deadline
-        self.estimate = max(pass_seconds, 1e-4)
+        self.estimate: float | None = None if pass_seconds is None else max(pass_seconds, 1e-4)
         self.initial_estimate = self.estimate
+        self.first_pass_seconds: float | None = None  # the first pass measured during this track
         self.extras = tuple(extras)
         self.max_extras = len(self.extras) if max_extras is None else min(max_extras, len(self.extras))
         self.safety = safety
@@ -102,10 +105,12 @@ class DeadlineController:
         """Variants to try for window ``index`` (empty: use the fallback)."""
         remaining = n_windows - index
         left = self.time_left(remaining - 1)
-        if self.abandoned_at is not None or self.out_of_time_at is not None or left < self.estimate:
+        if self.abandoned_at is not None or self.out_of_time_at is not None or left < (self.estimate or 0.0):
             if self.out_of_time_at is None:
                 self.out_of_time_at = index  # from here on every window gets the fallback
             return []
+        if self.estimate is None:  # unknown cost: this pass measures it, under the deadline's guard
+            return [PLAIN]
         # Passes that fit per remaining window, keeping the plain pass of every later window.
         per_window = left / (remaining * self.estimate * self.safety)
         n_extra = max(0, min(self.max_extras, int(math.floor(per_window)) - 1))
@@ -124,7 +129,7 @@ class DeadlineController:
         done: list[str] = []
         for variant in self.plan(index, n_windows):
             left = self.time_left(n_windows - index - 1)
-            if variant is not PLAIN and left < self.estimate * self.safety * (n_windows - index):
+            if variant is not PLAIN and left < (self.estimate or 0.0) * self.safety * (n_windows - index):
                 break  # an extra would eat into a later window's plain pass
             started = self.clock()
             out = self._call_with_timeout(compute, variant, timeout=left)
@@ -143,7 +148,12 @@ class DeadlineController:
 
     def _update_estimate(self, seconds: float) -> None:
         # Follow slow-downs at once, speed-ups gradually: the deadline matters more than extras.
-        self.estimate = seconds if seconds > self.estimate else 0.7 * self.estimate + 0.3 * seconds
+        if self.first_pass_seconds is None:
+            self.first_pass_seconds = seconds
+        if self.estimate is None or seconds > self.estimate:
+            self.estimate = seconds
+        else:
+            self.estimate = 0.7 * self.estimate + 0.3 * seconds
 
     def _call_with_timeout(self, compute: Callable[[Variant], torch.Tensor], variant: Variant,
                            timeout: float) -> torch.Tensor | None:

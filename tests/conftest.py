@@ -1,9 +1,15 @@
 """Shared fixtures: the reference folder (skip, or fail on CI, when absent) and tiny models."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# The calibration cache (separation/calibration.py) of this run, child processes included, goes to
+# a folder of its own instead of the user's ~/.cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="mdxkit-test-cache-")
 
 from models.lightsaft import LightSAFTNet
 from tests.helpers import REFERENCE_CKPT, REFERENCE_DIR, random_network, require

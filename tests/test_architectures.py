@@ -130,12 +130,6 @@ def test_half_overlap_weights_tile_the_track(n_samples):
         assert np.allclose(total, 1.0)
 
 
-def test_fast_mode_is_refused_for_half_overlap():
-    with pytest.raises(ValueError, match="fast mode"):
-        geometry_for(get("lasaft_v2").window_spec(type("C", (), {"window_samples": 130_048, "trim_samples": 5_120,
-                                                                "hop_length": 1024, "frame_multiple": 8})()), "fast")
-
-
 # ---------------------------------------------------------------------- whole pipeline
 def _separate(checkpoint: Path, out: Path) -> None:
     import predict

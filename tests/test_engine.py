@@ -105,26 +105,14 @@ class PassThroughBackend:
         return spec[:, None].expand(-1, 4, -1, -1, -1).clone()
 
 
-@pytest.mark.parametrize("mode", ["exact", "fast"])
 @pytest.mark.parametrize("n_samples", [100, 70000, 200000])
-def test_stitching_reconstructs_the_input(mode, n_samples):
-    """With an identity network, exact and cross-faded stitching must both give back the mixture."""
+def test_stitching_reconstructs_the_input(n_samples):
+    """With an identity network, the stitched windows must give back the mixture."""
     from models.config import LightSAFTConfig
 
     audio = music_like(n_samples, seed=3)
     cfg = LightSAFTConfig(n_fft=512, hop_length=256, num_frame=128, n_blocks=5)
-    sep = Separator(PassThroughBackend(cfg), mode=mode, windows_per_batch=2)
-    if mode == "fast":
-        assert sep.geometry.crossfade > 0 and sep.geometry.step > exact_geometry(cfg).step
+    sep = Separator(PassThroughBackend(cfg), windows_per_batch=2)
     out = sep.separate(audio)
     for stem in out.values():
         assert np.abs(stem - audio).max() < 1e-5
-
-
-def test_fast_mode_runs_the_network(tiny_network):
-    audio = music_like(3 * _step(), seed=5)
-    exact = Separator(TorchBackend(tiny_network)).separate(audio)
-    fast = Separator(TorchBackend(tiny_network), mode="fast").separate(audio)
-    for s in exact:
-        assert fast[s].shape == exact[s].shape and np.isfinite(fast[s]).all()
-        assert not np.allclose(fast[s], exact[s])  # different windows: close, not identical

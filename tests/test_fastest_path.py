@@ -210,7 +210,7 @@ def test_a_budget_counts_from_when_the_command_started(tiny_onnx, tmp_path):
 
     mix = tmp_path / "mix.wav"
     sf.write(mix, music_like(120_000, seed=3), 44100)
-    settings = PredictorSettings(model=tiny_onnx, budget=BudgetRule.fixed(5.0), calibration_cache=None)
+    settings = PredictorSettings(model=tiny_onnx, budget=BudgetRule.fixed(5.0), cache_dir=None)
     predictor = KitPredictor(settings)
     predictor.prediction_setup()
     predictor.next_track_started = time.monotonic() - 60.0
@@ -237,3 +237,28 @@ def test_separate_says_which_runtime_and_precision_ran(tiny_onnx, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "on openvino fp32" in res.stderr and "running exact fp32" in res.stderr
     assert (tmp_path / "out" / "mixture" / "vocals.wav").is_file()
+
+
+def test_a_whole_command_budget_learns_the_pass_cost_from_its_first_window(tiny_onnx, tmp_path, cpu_only):
+    """No passes at setup when the budget already runs: the first window measures, the next start reads it."""
+    import soundfile as sf
+
+    from separation.calibration import cached_pass_seconds
+
+    mix = tmp_path / "mix.wav"
+    sf.write(mix, music_like(100_000, seed=2), 44100)
+    settings = PredictorSettings(model=tiny_onnx, budget=BudgetRule.fixed(120.0), cache_dir=tmp_path / "cache")
+    predictor = KitPredictor(settings)
+    predictor.next_track_started = time.monotonic()
+    predictor.prediction_setup()
+    assert predictor.pass_seconds is None and predictor.calibration == "first window"
+    out = {f"{s}_file_path": str(tmp_path / f"{s}.wav") for s in ("bass", "drums", "other", "vocals")}
+    predictor.prediction(str(mix), **out)
+    assert predictor.last_budget_report["done"]["fallback_windows"] == []
+    assert predictor.calibration.startswith("learned") and predictor.pass_seconds > 0
+    assert cached_pass_seconds(predictor.separator, tiny_onnx, settings.calibration_cache) == predictor.pass_seconds
+    again = KitPredictor(settings)
+    again.next_track_started = time.monotonic()
+    again.prediction_setup()
+    assert (again.calibration, again.pass_seconds) == ("cached", predictor.pass_seconds)
+    assert any((tmp_path / "cache" / "openvino").iterdir())  # OpenVINO kept its compiled models
