@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from .backends import (PRECISIONS, OnnxArtifact, OnnxBackend, OpenVinoBackend, TorchBackend, TorchScriptBackend, available_cpus,
-                       has_nvidia_gpu, openvino_capabilities)
+from .backends import (PRECISIONS, OnnxArtifact, OnnxBackend, OpenVinoBackend, TorchBackend, TorchScriptBackend,
+                       available_cpus, has_nvidia_gpu, openvino_capabilities)
 from .engine import Separator
 
 #: File endings and the backend each implies when ``--backend`` is not given.
@@ -91,6 +91,8 @@ def choose_backend(model_path: str | os.PathLike[str], requested: str | None = N
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     kind = _KIND_BY_SUFFIX.get(Path(model_path).suffix.lower())
+    if kind is None and requested in (None, "auto"):
+        backend_for_path(model_path)  # raises the "cannot tell" error
     requested = None if requested in (None, "auto") else requested
     if requested is not None and requested not in BACKENDS:
         raise ValueError(f"unknown backend {requested!r}; choose one of {', '.join(BACKEND_CHOICES)}")
@@ -101,9 +103,6 @@ def choose_backend(model_path: str | os.PathLike[str], requested: str | None = N
         if requested == "openvino" and not openvino_available():
             raise ValueError("the openvino backend needs the `openvino` package (pip install -r requirements.txt)")
         backend, reason = requested, f"{requested}, as asked"
-    elif kind is None:
-        backend_for_path(model_path)  # raises the "cannot tell" error
-        raise AssertionError("unreachable")
     elif kind == "checkpoint":
         backend, reason = "torch", ("torch: a checkpoint runs on eager PyTorch (export it with `python -m export` "
                                     "for the faster ONNX/OpenVINO path)")

@@ -40,6 +40,7 @@ class KitPredictor(MusicDemixingPredictor):
         self.next_track_started: float | None = None
         #: Network calls abandoned at a deadline that may still be running in a worker thread.
         self.abandoned_calls = 0
+        self._abandoned: DeadlineController | None = None  # the track whose call may still run
         self.last_budget_report: dict | None = None
         self.last_times: dict[str, float] = {}
 
@@ -86,16 +87,27 @@ class KitPredictor(MusicDemixingPredictor):
             self.prediction_setup()
         out = {"bass": bass_file_path, "drums": drums_file_path,
                "other": other_file_path, "vocals": vocals_file_path}
+        if self._abandoned is not None:
+            # A call abandoned at the last track's deadline still runs on the same backend (whose
+            # runtimes are not safe to call twice at once): let it finish first.
+            self._abandoned.close(wait=True)
+            self._abandoned = None
         controller = self._controller(mixture_file_path)
+        interrupted = True
         try:
             with progress_bar(Path(mixture_file_path).name, self.settings.progress) as progress:
                 self.last_times = dict(separate_file(self.separator, mixture_file_path, out, progress,
                                                      budget=controller))
+            interrupted = False
         finally:
             if controller is not None:
-                controller.close()
+                # Interrupted (e.g. a grader's timeout): the worker must not keep computing into
+                # whatever the caller does next. At a deadline: leave it, and wait before the next track.
+                controller.close(wait=interrupted)
                 self.last_budget_report = controller.report()
-                self.abandoned_calls += controller.abandoned_at is not None
+                if controller.abandoned_at is not None and not interrupted:
+                    self.abandoned_calls += 1
+                    self._abandoned = controller
                 self._learn(controller)
 
     def _controller(self, mixture_file_path: str) -> DeadlineController | None:
@@ -114,7 +126,6 @@ class KitPredictor(MusicDemixingPredictor):
         extras = extras_for(self.separator.window_spec.hop_length) if s.extras else ()
         return DeadlineController(deadline=started + limit - margin, pass_seconds=self.pass_seconds,
                                   extras=extras, limit_s=limit, margin_s=margin, started=started)
-
 
     def _learn(self, controller: DeadlineController) -> None:
         """Remember the first pass a track measured when no figure was known (a warm-up pass: an

@@ -167,9 +167,10 @@ class DeadlineController:
         except concurrent.futures.TimeoutError:
             return None  # the worker finishes in the background; its result is discarded
 
-    def close(self) -> None:
+    def close(self, wait: bool = False) -> None:
+        """Stop taking calls; ``wait`` also waits for a call still running (an abandoned one)."""
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor.shutdown(wait=wait, cancel_futures=True)
 
     # ------------------------------------------------------------------ reporting
     def report(self) -> dict[str, Any]:

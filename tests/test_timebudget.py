@@ -131,6 +131,43 @@ def test_predictor_plans_with_a_measured_speed_and_reports(tmp_path, tiny_ckpt):
         assert sf.read(path)[0].shape == (2 * STEP, 2)
 
 
+class OneAtATime(SlowBackend):
+    """A slow backend that fails if two calls ever overlap (runtimes are not safe to call twice at once)."""
+
+    def __init__(self, inner, delays):
+        super().__init__(inner, delays)
+        import threading
+
+        self.lock = threading.Lock()
+
+    def separate_spec(self, spec):
+        assert self.lock.acquire(blocking=False), "two network calls overlapped"
+        try:
+            return super().separate_spec(spec)
+        finally:
+            self.lock.release()
+
+
+def test_an_abandoned_call_finishes_before_the_next_track_starts(tmp_path, tiny_ckpt):
+    import soundfile as sf
+
+    from separation.budget import BudgetRule
+    from separation.predictor import KitPredictor
+    from separation.settings import PredictorSettings
+
+    sf.write(tmp_path / "mix.wav", music_like(3 * STEP), 44100, subtype="FLOAT")
+    p = KitPredictor(PredictorSettings(model=tiny_ckpt, budget=BudgetRule.fixed(3.0), threads=1, cache_dir=None,
+                                       extras=False))
+    p.prediction_setup()
+    slow = OneAtATime(p.separator.backend, [0.05, 2.5, 0.05])
+    p.separator.backend = slow
+    paths = {s: str(tmp_path / f"{s}.wav") for s in ("bass", "drums", "other", "vocals")}
+    p.prediction(str(tmp_path / "mix.wav"), *(paths[s] for s in ("bass", "drums", "other", "vocals")))
+    assert p.last_budget_report["done"]["abandoned_at"] == 1 and p.abandoned_calls == 1
+    p.prediction(str(tmp_path / "mix.wav"), *(paths[s] for s in ("bass", "drums", "other", "vocals")))
+    assert slow.calls >= 3 and p.last_budget_report["done"]["fallback_windows"] == []
+
+
 def test_stress_benchmark_smoke(tmp_path, tiny_ckpt):
     """The stress benchmark runs with busy CPUs, reports no misses, and writes its report."""
     import json
