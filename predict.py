@@ -5,7 +5,7 @@
     python predict.py separate MIX.wav ... --checkpoint CKPT --out DIR
 
 Grader mode builds its :class:`~separation.settings.PredictorSettings` from the grader's
-environment (``MDX_*`` variables over the submission defaults: the default checkpoint, every
+environment (``MDX_*`` variables over the submission defaults: the default model on the auto runtime, every
 song planned against the round-2 budget); ``separate`` builds them from its options. Any
 registered architecture runs: the model file says which it holds.
 """

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Grader-like local evaluation: SDR per song and latency against the MDX budget.
 #
-#   bash run.sh                                   # default checkpoint, synthetic demo set, timed against the round-2 limit
+#   bash run.sh                                   # default model, synthetic demo set, timed against the round-2 limit
 #   bash run.sh --checkpoint CKPT                 # any model file
 #   bash run.sh --data DIR --checkpoint CKPT ...  # every option of `python -m evaluator --help` passes through
 #

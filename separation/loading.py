@@ -9,8 +9,8 @@
   when ``openvino`` is importable and keeps the architecture's parity criteria, else ONNX Runtime.
 
 OpenVINO before ONNX Runtime on the CPU is a measured choice (README, "Speed"): on the same
-LightSAFT artifact it ran a whole 60-s separation 1.3x faster, with outputs within 3.2e-7 of the
-checkpoint's. LASAFT-Net-v2 stays on ONNX Runtime: OpenVINO's float32 rounding moves it past its
+LightSAFT artifact it separated 60 s 1.40x faster than ONNX Runtime (1.32x for the whole command,
+start-up included), with stems within 3e-7 of the checkpoint's. LASAFT-Net-v2 stays on ONNX Runtime: OpenVINO's float32 rounding moves it past its
 criteria on the export check's test signal.
 """
 from __future__ import annotations
