@@ -1,15 +1,18 @@
 """Shared fixtures: the reference folder (skip, or fail on CI, when absent) and tiny models."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
-# The calibration cache (separation/calibration.py) of this run, child processes included, goes to
-# a folder of its own instead of the user's ~/.cache.
+# The kit's cache (calibration, OpenVINO's compiled models) of this run, child processes included,
+# goes to a folder of its own instead of the user's ~/.cache, removed at the end.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="mdxkit-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
 
 from models.lightsaft import LightSAFTNet
 from tests.helpers import REFERENCE_CKPT, REFERENCE_DIR, random_network, require
