@@ -199,7 +199,25 @@ class OnnxArtifact:
         return self.config.spec_est_mode == "masking"
 
 
-class OnnxBackend(StemBodyBackend):
+class _OnnxFileBackend(StemBodyBackend):
+    """What the two runtimes of a kit ONNX file share: the file's facts and the body's inputs."""
+
+    def _adopt(self, path: str | os.PathLike[str] | OnnxArtifact, share_stem: bool,
+               items_per_call: int | None) -> OnnxArtifact:
+        artifact = path if isinstance(path, OnnxArtifact) else OnnxArtifact(path)
+        self.config, self.window, self.metadata = artifact.config, artifact.window, artifact.metadata
+        StemBodyBackend.__init__(self, artifact.architecture, share_stem, items_per_call)
+        self.masking = artifact.masking
+        self._feature_inputs = artifact.feature_inputs
+        return artifact
+
+    def _body_feed(self, features: Features, condition: torch.Tensor) -> dict[str, np.ndarray]:
+        feed = {name: np.ascontiguousarray(f.numpy()) for name, f in zip(self._feature_inputs, features)}
+        feed[INPUT_CONDITION] = condition.numpy().astype(np.int64)
+        return feed
+
+
+class OnnxBackend(_OnnxFileBackend):
     """An ONNX artifact under ONNX Runtime: CUDA provider when a GPU is present, else CPU."""
 
     name = "onnx"
@@ -209,11 +227,7 @@ class OnnxBackend(StemBodyBackend):
                  providers: list[str] | None = None) -> None:
         import onnxruntime as ort
 
-        artifact = path if isinstance(path, OnnxArtifact) else OnnxArtifact(path)
-        self.config, self.window, self.metadata = artifact.config, artifact.window, artifact.metadata
-        super().__init__(artifact.architecture, share_stem, items_per_call)
-        self.masking = artifact.masking
-        self._feature_inputs = artifact.feature_inputs
+        artifact = self._adopt(path, share_stem, items_per_call)
         options = ort.SessionOptions()
         self.threads = threads or available_cpus()
         options.intra_op_num_threads = self.threads
@@ -239,9 +253,7 @@ class OnnxBackend(StemBodyBackend):
         return tuple(torch.from_numpy(out) for out in self._stem.run(None, feed))
 
     def body(self, features: Features, condition: torch.Tensor) -> torch.Tensor:
-        feed = {name: np.ascontiguousarray(f.numpy()) for name, f in zip(self._feature_inputs, features)}
-        feed[INPUT_CONDITION] = condition.numpy().astype(np.int64)
-        return torch.from_numpy(self._body.run(None, feed)[0])
+        return torch.from_numpy(self._body.run(None, self._body_feed(features, condition))[0])
 
 
 #: ``--precision`` values: fp32 is exact; the others are approximate and gated (separation.precision).
@@ -257,7 +269,7 @@ def openvino_capabilities(device: str = "CPU") -> tuple[str, ...]:
     return tuple(ov.Core().get_property(device, "OPTIMIZATION_CAPABILITIES"))
 
 
-class OpenVinoBackend(StemBodyBackend):
+class OpenVinoBackend(_OnnxFileBackend):
     """An ONNX artifact under OpenVINO (CPU plugin by default), compiled once at construction.
 
     ``precision`` ``fp32`` is exact (the plugin is told to keep f32 even where the CPU could
@@ -276,10 +288,7 @@ class OpenVinoBackend(StemBodyBackend):
 
         if precision not in _OV_PRECISION_HINT:
             raise ValueError(f"OpenVINO runs {', '.join(_OV_PRECISION_HINT)} here, not {precision!r}")
-        artifact = path if isinstance(path, OnnxArtifact) else OnnxArtifact(path)
-        self.config, self.window, self.metadata = artifact.config, artifact.window, artifact.metadata
-        super().__init__(artifact.architecture, share_stem, items_per_call)
-        self.masking = artifact.masking
+        artifact = self._adopt(path, share_stem, items_per_call)
         self.threads = threads or available_cpus()
         self.device = device
         self.precision = precision
@@ -300,7 +309,6 @@ class OpenVinoBackend(StemBodyBackend):
                         "body")
         self._stem = core.compile_model(stem, device, properties).create_infer_request()
         self._body = core.compile_model(body, device, properties).create_infer_request()
-        self._feature_inputs = artifact.feature_inputs
 
     def stem(self, spec: torch.Tensor) -> Features:
         result = self._stem.infer({INPUT_SPEC: np.ascontiguousarray(spec.numpy())})
@@ -308,7 +316,5 @@ class OpenVinoBackend(StemBodyBackend):
         return tuple(torch.from_numpy(np.array(result[out])) for out in self._stem.model_outputs)
 
     def body(self, features: Features, condition: torch.Tensor) -> torch.Tensor:
-        feed = {name: np.ascontiguousarray(f.numpy()) for name, f in zip(self._feature_inputs, features)}
-        feed[INPUT_CONDITION] = condition.numpy().astype(np.int64)
-        result = self._body.infer(feed)
+        result = self._body.infer(self._body_feed(features, condition))
         return torch.from_numpy(np.array(result[self._body.model_outputs[0]]))

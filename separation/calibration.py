@@ -79,26 +79,23 @@ def _entries(cache: str | os.PathLike[str]) -> dict:
     return entries if isinstance(entries, dict) else {}  # missing, cut short or not ours
 
 
-def cached_pass_seconds(separator: Separator, model_path: str | os.PathLike[str],
-                        cache: str | os.PathLike[str] | None) -> float | None:
-    """The remembered cost of a pass for this machine and model, or None."""
-    if cache is None:
+def cached_pass_seconds(key: str | None, cache: str | os.PathLike[str] | None) -> float | None:
+    """The remembered cost of a pass under ``key`` (:func:`calibration_key`), or None."""
+    if cache is None or key is None:
         return None
-    entry = _entries(cache).get(calibration_key(separator, model_path))
+    entry = _entries(cache).get(key)
     if isinstance(entry, dict) and float(entry.get("pass_seconds", 0)) > 0:
         return float(entry["pass_seconds"])
     return None
 
 
-def remember_pass_seconds(separator: Separator, model_path: str | os.PathLike[str],
-                          cache: str | os.PathLike[str] | None, seconds: float) -> None:
-    """Store a measured cost of a pass; a cache that cannot be written is skipped (measured again next time)."""
+def remember_pass_seconds(key: str, cache: str | os.PathLike[str] | None, seconds: float, **about: str) -> None:
+    """Store a measured cost of a pass under ``key`` (``about``: what it was measured with, for a
+    reader); a cache that cannot be written is skipped (measured again next time)."""
     if cache is None:
         return
     entries = _entries(cache)
-    entries[calibration_key(separator, model_path)] = {
-        "pass_seconds": float(seconds), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "backend": separator.backend.name, "model": Path(model_path).name}
+    entries[key] = {"pass_seconds": float(seconds), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **about}
     try:
         atomic_write_json(cache, entries)
     except OSError:
@@ -112,9 +109,12 @@ def pass_seconds(separator: Separator, model_path: str | os.PathLike[str],
     ``cache`` None measures every time. A cache that cannot be read or written is ignored: the
     figure is then measured, never guessed.
     """
-    cached = cached_pass_seconds(separator, model_path, cache)
+    if cache is None:
+        return measure_pass_seconds(separator), "measured"
+    key = calibration_key(separator, model_path)
+    cached = cached_pass_seconds(key, cache)
     if cached is not None:
         return cached, "cached"
     seconds = measure_pass_seconds(separator)
-    remember_pass_seconds(separator, model_path, cache, seconds)
+    remember_pass_seconds(key, cache, seconds, backend=separator.backend.name, model=Path(model_path).name)
     return seconds, "measured"

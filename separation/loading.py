@@ -33,8 +33,7 @@ BACKEND_BY_SUFFIX = {".ckpt": "torch", ".pt": "torch", ".pth": "torch", ".ts": "
 BACKENDS = ("torch", "torchscript", "onnx", "openvino")
 BACKEND_CHOICES = ("auto", *BACKENDS)
 _READS = {"torch": "checkpoint", "torchscript": "torchscript", "onnx": "onnx", "openvino": "onnx"}
-_KIND_BY_SUFFIX = {".ckpt": "checkpoint", ".pt": "checkpoint", ".pth": "checkpoint", ".ts": "torchscript",
-                   ".onnx": "onnx"}
+_KIND_BY_SUFFIX = {suffix: _READS[backend] for suffix, backend in BACKEND_BY_SUFFIX.items()}
 #: Backends that can run each reduced precision.
 _PRECISION_BACKENDS = {"fp32": BACKENDS, "bf16": ("openvino",), "int8": ()}
 
@@ -142,7 +141,7 @@ def load_backend(model_path: str | os.PathLike[str], backend: str | None = None,
     """
     from models.checkpoint import load_checkpoint
 
-    artifact = OnnxArtifact(model_path) if Path(model_path).suffix.lower() == ".onnx" else None
+    artifact = OnnxArtifact(model_path) if _KIND_BY_SUFFIX.get(Path(model_path).suffix.lower()) == "onnx" else None
     if choice is None:
         cpu_runtime = artifact.architecture.cpu_runtime if artifact is not None else "openvino"
         choice = choose_backend(model_path, backend, precision, cpu_runtime)

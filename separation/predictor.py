@@ -17,7 +17,7 @@ from core.audio import audio_info
 from core.constants import SAMPLE_RATE
 
 from . import load_separator, separate_file
-from .calibration import cached_pass_seconds, pass_seconds, remember_pass_seconds
+from .calibration import cached_pass_seconds, calibration_key, pass_seconds, remember_pass_seconds
 from .music_demixing import MusicDemixingPredictor
 from .precision import check_gate
 from .settings import MARGIN_FIXED_S, PredictorSettings
@@ -34,6 +34,7 @@ class KitPredictor(MusicDemixingPredictor):
         self.separator = None
         self.pass_seconds: float | None = None
         self.calibration: str | None = None
+        self._calibration_key: str | None = None  # set when the first window is to measure the cost
         self.gate: str | None = None
         #: When set, the next track's budget counts from this ``time.monotonic()`` instant instead of
         #: from its call (``separate`` sets it to the process start: the whole command is timed).
@@ -64,7 +65,9 @@ class KitPredictor(MusicDemixingPredictor):
         if s.budgeted and self.next_track_started is not None:
             # The budget already runs: no passes at setup. Without a remembered figure the first
             # window's pass measures the cost (see prediction()).
-            self.pass_seconds = cached_pass_seconds(separator, path, s.calibration_cache)
+            if s.calibration_cache is not None:
+                self._calibration_key = calibration_key(separator, path)
+            self.pass_seconds = cached_pass_seconds(self._calibration_key, s.calibration_cache)
             self.calibration = "cached" if self.pass_seconds is not None else "first window"
         elif s.budgeted:
             # Plan with this machine's measured speed (cached per machine and model), never an assumed one.
@@ -133,8 +136,9 @@ class KitPredictor(MusicDemixingPredictor):
         if self.pass_seconds is None and controller.first_pass_seconds is not None:
             self.pass_seconds = controller.first_pass_seconds
             self.calibration = "learned from the first window"
-            remember_pass_seconds(self.separator, self.settings.model_path(), self.settings.calibration_cache,
-                                  self.pass_seconds)
+            if self._calibration_key is not None:
+                remember_pass_seconds(self._calibration_key, self.settings.calibration_cache, self.pass_seconds,
+                                      backend=self.separator.backend.name, model=self.settings.model_path().name)
 
 
 class progress_bar:

@@ -243,7 +243,7 @@ def test_a_whole_command_budget_learns_the_pass_cost_from_its_first_window(tiny_
     """No passes at setup when the budget already runs: the first window measures, the next start reads it."""
     import soundfile as sf
 
-    from separation.calibration import cached_pass_seconds
+    from separation.calibration import cached_pass_seconds, calibration_key
 
     mix = tmp_path / "mix.wav"
     sf.write(mix, music_like(100_000, seed=2), 44100)
@@ -256,7 +256,8 @@ def test_a_whole_command_budget_learns_the_pass_cost_from_its_first_window(tiny_
     predictor.prediction(str(mix), **out)
     assert predictor.last_budget_report["done"]["fallback_windows"] == []
     assert predictor.calibration.startswith("learned") and predictor.pass_seconds > 0
-    assert cached_pass_seconds(predictor.separator, tiny_onnx, settings.calibration_cache) == predictor.pass_seconds
+    key = calibration_key(predictor.separator, tiny_onnx)
+    assert cached_pass_seconds(key, settings.calibration_cache) == predictor.pass_seconds
     again = KitPredictor(settings)
     again.next_track_started = time.monotonic()
     again.prediction_setup()
