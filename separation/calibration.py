@@ -27,6 +27,8 @@ from .engine import ArraySource, Separator, StageTimes
 from .timebudget import PLAIN
 
 CACHE_NAME = "calibration.json"
+#: OpenVINO's compiled models, beside the calibration file.
+COMPILE_CACHE_NAME = "openvino"
 
 
 def default_cache_dir() -> Path:

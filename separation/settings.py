@@ -92,7 +92,7 @@ class PredictorSettings:
 
     @property
     def compile_cache(self) -> Path | None:
-        return None if self.cache_dir is None else Path(self.cache_dir) / "openvino"
+        return None if self.cache_dir is None else Path(self.cache_dir) / calibration.COMPILE_CACHE_NAME
 
     def model_path(self) -> Path:
         """The model file to load, checked to exist."""
@@ -137,7 +137,7 @@ def grader_settings(environ: Mapping[str, str], default_budget: BudgetRule | Non
     margin, threads, hard = environ.get(ENV_BUDGET_MARGIN), environ.get(ENV_THREADS), environ.get(ENV_PER_MUSIC_TIMEOUT)
     values: dict[str, Any] = {
         "model": environ.get(ENV_MODEL) or None, "backend": environ.get(ENV_BACKEND) or None,
-        "threads": int(threads) if threads else None,         "precision": environ.get(ENV_PRECISION) or "fp32",
+        "threads": int(threads) if threads else None, "precision": environ.get(ENV_PRECISION) or "fp32",
         "budget": budget, "margin_fraction": float(margin) if margin else DEFAULT_MARGIN_FRACTION,
         "extras": environ.get(ENV_EXTRAS, "1") != "0", "hard_limit_s": float(hard) if hard else None,
     }
