@@ -52,7 +52,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
             precision=args.precision or "fp32",
             budget=budget_from_options(args.budget_rule, args.budget_seconds, args.budget_ratio),
             margin_fraction=DEFAULT_MARGIN_FRACTION if args.margin is None else args.margin,
-            extras=not args.no_extras, progress=not args.quiet)
+            extras=not args.no_extras, progress=not args.quiet, niter=args.niter)
         settings.model_path()
         predictor = PREDICTOR_CLASS(settings)
         if settings.budgeted and args.started is not None:
@@ -100,7 +100,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
 def cmd_grader(args: argparse.Namespace) -> int:
     """Grader mode: the only place that reads the grader's environment into settings."""
     settings = grader_settings(os.environ, model=args.checkpoint, backend=args.backend, threads=args.threads,
-                               precision=args.precision)
+                               precision=args.precision, niter=args.niter)
     predictor = PREDICTOR_CLASS(settings)
     predictor.run()
     print(f"stems written under {predictor.results_data_path}", file=sys.stderr)
@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--checkpoint", "--model", dest="checkpoint", default=None,
-                       help=f"model file (.ckpt, .pt, .onnx, .ts); default {DEFAULT_MODEL.relative_to(REPO_ROOT)} "
-                            "($MDX_MODEL in grader mode)")
+                       help=f"model (.ckpt, .pt, .onnx, .ts; a demucs .th; an Open-Unmix model folder); default "
+                            f"{DEFAULT_MODEL.relative_to(REPO_ROOT)} ($MDX_MODEL in grader mode)")
         p.add_argument("--backend", choices=BACKEND_CHOICES, default=None,
                        help="inference runtime (default auto: OpenVINO for .onnx on a CPU, ONNX Runtime's CUDA "
                             "provider on an NVIDIA GPU, torch for checkpoints, torchscript for .ts)")
@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "($MDX_PRECISION in grader mode)")
         p.add_argument("--threads", type=int, default=None,
                        help="intra-op CPU threads (default: the CPUs this process may use)")
+        p.add_argument("--niter", type=int, default=None,
+                       help="Open-Unmix models: Wiener post-filter iterations (default 1, as the openunmix "
+                            "package; 0 = magnitudes with the mixture phase; $MDX_NITER in grader mode)")
 
     sep = sub.add_parser("separate", help="separate audio files into DIR/<name>/<source>.wav")
     sep.add_argument("mixtures", nargs="+", help="input audio files (any rate, mono or stereo)")

@@ -77,7 +77,22 @@ def read_json(path: str | os.PathLike[str]) -> Any | None:
         return None
 
 
+def size_bytes(path: str | os.PathLike[str]) -> int:
+    """Bytes of a file, or of every file under a folder."""
+    if Path(path).is_dir():
+        return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+    return Path(path).stat().st_size
+
+
 def sha256_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
+    """sha256 of a file; of a folder (a model stored as several files, e.g. Open-Unmix's): of every
+    file's relative name and sha256, in sorted order."""
+    if Path(path).is_dir():
+        root = Path(path)
+        digest = hashlib.sha256()
+        for item in sorted(p for p in root.rglob("*") if p.is_file()):
+            digest.update(f"{item.relative_to(root).as_posix()}\0{sha256_file(item)}\n".encode())
+        return digest.hexdigest()
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(block), b""):

@@ -30,7 +30,7 @@ from core.constants import SOURCES
 
 from separation.budget import SETUP_TIMEOUT_S, BudgetRule
 from .datasets import Dataset, Song, read_float64
-from core.files import atomic_write_json, read_json, sha256_file
+from core.files import atomic_write_json, read_json, sha256_file, size_bytes
 from .memory import PeakRSS
 from separation.music_demixing import ENV_RESULTS, MusicDemixingPredictor, TimeoutException
 from separation.predictor import KitPredictor
@@ -97,7 +97,7 @@ class RunResult:
 # ---------------------------------------------------------------------- identity and resume
 def checkpoint_identity(path: Path) -> dict:
     path = Path(path).resolve()
-    return {"path": str(path), "name": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return {"path": str(path), "name": path.name, "bytes": size_bytes(path), "sha256": sha256_file(path)}
 
 
 def run_identity(dataset: Dataset, settings: EvalSettings) -> dict:

@@ -59,18 +59,23 @@ class ParityCriteria:
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    """One registered architecture. ``network_type(config)`` builds an eval-ready network with
-    ``stem(spec) -> tuple`` (condition-free part), ``body(features, condition)``, ``forward``,
-    ``forward_all_sources``, attributes ``cfg`` and ``masking``."""
+    """One registered architecture.
+
+    For the LaSAFT family (``model_format`` ``"lightning-ckpt"``), ``network_type(config)`` builds
+    an eval-ready network with ``stem(spec) -> tuple`` (condition-free part), ``body(features,
+    condition)``, ``forward``, ``forward_all_sources``, attributes ``cfg`` and ``masking``, and
+    ``recognise`` tells its checkpoints apart. The baselines read their own packages' formats
+    (``"umx-folder"``: Open-Unmix's model folder; ``"demucs-th"``: demucs's serialized model) and
+    leave those fields unset."""
 
     name: str
     title: str
     original: str  # the original's class name, for messages
-    config_type: type
-    network_type: Callable[[Any], nn.Module]
-    recognise: Callable[[Mapping[str, Any] | None, frozenset[str]], bool]
-    window_spec: Callable[[Any], WindowSpec]
     criteria: ParityCriteria
+    config_type: type | None = None
+    network_type: Callable[[Any], nn.Module] | None = None
+    recognise: Callable[[Mapping[str, Any] | None, frozenset[str]], bool] | None = None
+    window_spec: Callable[[Any], WindowSpec] | None = None
     #: (window, target) items per body call: 1 keeps memory lowest; v2 runs a window's 4 targets
     #: together, as its original does.
     items_per_call: int = 1
@@ -78,6 +83,7 @@ class Architecture:
     #: The runtime ``--backend auto`` gives an exported ONNX file on a CPU: OpenVINO where it keeps
     #: the parity criteria on every check, else ONNX Runtime.
     cpu_runtime: str = "openvino"
+    model_format: str = "lightning-ckpt"
 
     def config_from_hyper_parameters(self, hparams: Mapping[str, Any] | None) -> Any:
         """The configuration stored with a checkpoint or artifact (None: the default one)."""
@@ -177,6 +183,16 @@ register(Architecture(
     cpu_runtime="onnx"))
 
 
+# The baselines participants compare against (issue: Open-Unmix and HTDemucs). Criteria from
+# ../shared/reference/umx and htdemucs: 1e-5 max-abs per stem against the packages' own outputs.
+register(Architecture(
+    name="umx", title="Open-Unmix (UMX / UMX-HQ / UMX-L)", original="openunmix.model.Separator",
+    criteria=_EXACT, reference="umx", model_format="umx-folder", cpu_runtime="torch"))
+register(Architecture(
+    name="htdemucs", title="Hybrid Transformer Demucs (demucs v4)", original="demucs.htdemucs.HTDemucs",
+    criteria=_EXACT, reference="htdemucs", model_format="demucs-th", cpu_runtime="torch"))
+
+
 def supported() -> str:
     """``name (title), ...`` for error messages."""
     return ", ".join(f"{a.name} ({a.title})" for a in ARCHITECTURES.values())
@@ -193,7 +209,7 @@ def detect(hparams: Mapping[str, Any] | None, keys: Iterable[str], where: str = 
     """The one architecture whose original a checkpoint with these hyper-parameters and state_dict
     keys came from; :class:`UnknownArchitectureError` naming what was found otherwise."""
     keyset = frozenset(keys)
-    found = [a for a in ARCHITECTURES.values() if a.recognise(hparams, keyset)]
+    found = [a for a in ARCHITECTURES.values() if a.recognise is not None and a.recognise(hparams, keyset)]
     if len(found) == 1:
         return found[0]
     sample = sorted(keyset)[:4]

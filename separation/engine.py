@@ -19,7 +19,7 @@ from models.spectral import Spectral
 
 from .backends import Backend
 from .geometry import geometry_for
-from .timebudget import PLAIN, DeadlineController, Variant
+from .timebudget import PLAIN, DeadlineController, Variant, extras_for
 
 ProgressCallback = Callable[[int, int], None]  # (samples done, total samples)
 
@@ -57,6 +57,17 @@ class Separator:
         self.geometry = geometry_for(self.window_spec)
         self.windows_per_batch = windows_per_batch
         self.sources = SOURCES
+
+    #: Whether one pass (a window, every target) has a fixed cost worth caching per machine.
+    calibrates = True
+
+    def extras(self) -> tuple[Variant, ...]:
+        """Test-time extras a budget may buy for this architecture's windows, in order."""
+        return extras_for(self.window_spec.hop_length)
+
+    def describe(self) -> dict:
+        """Architecture-specific settings, for reports."""
+        return {}
 
     def iter_blocks(self, source: AudioSource, progress: ProgressCallback | None = None,
                     times: StageTimes | None = None,

@@ -10,6 +10,7 @@ sample before ``(c + 1) * step`` is final, which is what lets the engine stream.
   tile the track, ``trim`` samples dropped per side, hard concatenation, cut to ``L``.
 * :class:`HalfOverlapGeometry`: LASAFT-Net-v2's ``SingleTrackSet`` with ``overlap_ratio=0.5``,
   the weights and quirks of its original included (lasaft_v2_light/SPEC_ADDENDUM.md).
+* :class:`SegmentGeometry`: demucs's ``apply_model`` segments (25 % overlap, triangle weights).
 """
 from __future__ import annotations
 
@@ -121,13 +122,82 @@ class HalfOverlapGeometry:
         return w
 
 
-Geometry = ConcatGeometry | HalfOverlapGeometry
+@dataclasses.dataclass(frozen=True)
+class SegmentGeometry:
+    """demucs's ``apply_model(split=True)``: segments ``step = int((1 - overlap) * window)`` apart.
+
+    Segment ``c`` covers ``[c * step, c * step + n_c)`` with ``n_c = min(window, L - c * step)``.
+    The network reads ``window`` samples centred on it (real neighbouring samples where the track
+    has them, zeros outside: ``TensorChunk.padded``), its output is centre-trimmed back to
+    ``n_c``, weighted by the first ``n_c`` values of a triangle over the window and divided by the
+    summed weights. ``trim_of`` says where each segment's output starts in its window; the
+    weights are already divided by the sum, so segments simply add.
+    """
+
+    window: int
+    overlap: float = 0.25
+
+    trim = 0
+
+    @property
+    def step(self) -> int:
+        return int((1 - self.overlap) * self.window)
+
+    @property
+    def kept(self) -> int:
+        return self.window
+
+    def n_windows(self, n_samples: int) -> int:
+        return math.ceil(n_samples / self.step) if n_samples > 0 else 0
+
+    def length(self, index: int, n_samples: int) -> int:
+        """Samples of the track segment ``index`` covers."""
+        return min(self.window, n_samples - index * self.step)
+
+    def trim_of(self, index: int, n_samples: int) -> int:
+        """Where segment ``index``'s samples start in its window (centre padding)."""
+        return (self.window - self.length(index, n_samples)) // 2
+
+    def window_start(self, index: int, n_samples: int | None = None) -> int:
+        if n_samples is None:
+            return index * self.step
+        return index * self.step - self.trim_of(index, n_samples)
+
+    def read_stop(self, index: int, n_samples: int) -> int:
+        return n_samples
+
+    def _triangle(self) -> np.ndarray:
+        half = self.window // 2
+        tri = np.concatenate([np.arange(1, half + 1), np.arange(self.window - half, 0, -1)]).astype(np.float64)
+        return tri / tri.max()
+
+    def weights(self, index: int, n_samples: int) -> np.ndarray:
+        """(window,) weights of segment ``index`` divided by every segment's weight at each sample;
+        zero past the segment's end."""
+        tri = self._triangle()
+        start, n = index * self.step, self.length(index, n_samples)
+        total = np.zeros(n)
+        reach = math.ceil(self.window / self.step)
+        for other in range(max(0, index - reach), min(self.n_windows(n_samples), index + reach + 1)):
+            o_start = other * self.step
+            o_len = self.length(other, n_samples)
+            lo, hi = max(start, o_start), min(start + n, o_start + o_len)
+            if hi > lo:
+                total[lo - start:hi - start] += tri[lo - o_start:hi - o_start]
+        out = np.zeros(self.window, dtype=np.float32)
+        out[:n] = tri[:n] / total
+        return out
+
+
+Geometry = ConcatGeometry | HalfOverlapGeometry | SegmentGeometry
 
 
 def geometry_for(spec: WindowSpec) -> Geometry:
     """The geometry of an architecture's :class:`WindowSpec` (its original's windowing)."""
     if spec.overlap == "half":
         return HalfOverlapGeometry(spec.window, spec.trim)
+    if spec.overlap == "segment":
+        return SegmentGeometry(spec.window)
     if spec.overlap != "concat":
         raise ValueError(f"unknown window overlap {spec.overlap!r}")
     return ConcatGeometry(window=spec.window, trim=spec.trim)

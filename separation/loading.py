@@ -22,12 +22,17 @@ from pathlib import Path
 
 import torch
 
+from models.htdemucs import load_demucs
+from models.umx import load_umx_folder, looks_like_umx_folder
+
 from .backends import (PRECISIONS, OnnxArtifact, OnnxBackend, OpenVinoBackend, TorchBackend, TorchScriptBackend,
                        available_cpus, has_nvidia_gpu, openvino_capabilities)
 from .engine import Separator
+from .umx_engine import DEFAULT_NITER, UmxBackend, UmxSeparator
+from .waveform_engine import DemucsBackend, WaveformSeparator
 
 #: File endings and the backend each implies when ``--backend`` is not given.
-BACKEND_BY_SUFFIX = {".ckpt": "torch", ".pt": "torch", ".pth": "torch", ".ts": "torchscript",
+BACKEND_BY_SUFFIX = {".ckpt": "torch", ".pt": "torch", ".pth": "torch", ".th": "torch", ".ts": "torchscript",
                      ".onnx": "onnx"}
 #: Backends by name, and the file kind each reads.
 BACKENDS = ("torch", "torchscript", "onnx", "openvino")
@@ -49,6 +54,22 @@ class BackendChoice:
 
     def describe(self) -> str:
         return "; ".join((self.reason, *self.notes))
+
+
+def baseline_format(path: str | os.PathLike[str]) -> str | None:
+    """``"umx-folder"`` for an Open-Unmix model folder, ``"demucs-th"`` for a demucs ``.th``
+    package, None for the kit's own formats."""
+    if looks_like_umx_folder(path):
+        return "umx-folder"
+    if Path(path).suffix.lower() == ".th":
+        return "demucs-th"
+    return None
+
+
+def _file_kind(path: str | os.PathLike[str]) -> str | None:
+    if baseline_format(path) is not None:
+        return "checkpoint"  # the packages' own formats, read on eager PyTorch
+    return _KIND_BY_SUFFIX.get(Path(path).suffix.lower())
 
 
 def backend_for_path(path: str | os.PathLike[str]) -> str:
@@ -89,7 +110,7 @@ def choose_backend(model_path: str | os.PathLike[str], requested: str | None = N
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    kind = _KIND_BY_SUFFIX.get(Path(model_path).suffix.lower())
+    kind = _file_kind(model_path)
     if kind is None and requested in (None, "auto"):
         backend_for_path(model_path)  # raises the "cannot tell" error
     requested = None if requested in (None, "auto") else requested
@@ -102,6 +123,8 @@ def choose_backend(model_path: str | os.PathLike[str], requested: str | None = N
         if requested == "openvino" and not openvino_available():
             raise ValueError("the openvino backend needs the `openvino` package (pip install -r requirements.txt)")
         backend, reason = requested, f"{requested}, as asked"
+    elif baseline_format(model_path) is not None:
+        backend, reason = "torch", "torch: the package's own model format runs on eager PyTorch"
     elif kind == "checkpoint":
         backend, reason = "torch", ("torch: a checkpoint runs on eager PyTorch (export it with `python -m export` "
                                     "for the faster ONNX/OpenVINO path)")
@@ -166,8 +189,25 @@ def load_backend(model_path: str | os.PathLike[str], backend: str | None = None,
 
 def load_separator(model_path: str | os.PathLike[str], backend: str | None = None,
                    threads: int | None = None, windows_per_batch: int = 1,
-                   precision: str = "fp32", compile_cache: str | os.PathLike[str] | None = None) -> Separator:
-    """Load a model file (.ckpt/.pt checkpoint, .ts TorchScript, .onnx) into a :class:`Separator`
-    (``backend``, ``precision``: see :func:`choose_backend`)."""
-    model, window = load_backend(model_path, backend, threads, precision=precision, compile_cache=compile_cache)
-    return Separator(model, window, windows_per_batch)
+                   precision: str = "fp32", compile_cache: str | os.PathLike[str] | None = None,
+                   niter: int | None = None) -> Separator | UmxSeparator:
+    """Load a model into a separator (``backend``, ``precision``: see :func:`choose_backend`).
+
+    ``model_path``: a .ckpt/.pt checkpoint, .ts TorchScript or .onnx of the LaSAFT family, an
+    Open-Unmix model folder (``niter``: its Wiener iterations, None for the package's 1) or a
+    demucs ``.th`` package."""
+    fmt = baseline_format(model_path)
+    if fmt is None:
+        model, window = load_backend(model_path, backend, threads, precision=precision, compile_cache=compile_cache)
+        return Separator(model, window, windows_per_batch)
+    choice = choose_backend(model_path, backend, precision)
+    threads = threads or available_cpus()
+    torch.set_num_threads(threads)
+    if fmt == "umx-folder":
+        runner = UmxBackend(load_umx_folder(model_path), threads)
+        separator = UmxSeparator(runner, DEFAULT_NITER if niter is None else niter)
+    else:
+        runner = DemucsBackend(load_demucs(model_path), threads)
+        separator = WaveformSeparator(runner)
+    runner.choice = choice
+    return separator

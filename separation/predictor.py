@@ -21,7 +21,7 @@ from .calibration import cached_pass_seconds, calibration_key, pass_seconds, rem
 from .music_demixing import MusicDemixingPredictor
 from .precision import check_gate
 from .settings import MARGIN_FIXED_S, PredictorSettings
-from .timebudget import DeadlineController, extras_for
+from .timebudget import DeadlineController
 
 
 class KitPredictor(MusicDemixingPredictor):
@@ -58,11 +58,13 @@ class KitPredictor(MusicDemixingPredictor):
         s = self.settings
         path = s.model_path()
         separator = load_separator(path, s.backend, s.threads, precision=s.precision,
-                                   compile_cache=s.compile_cache)
+                                   compile_cache=s.compile_cache, niter=s.niter)
         if s.require_gate:
             self.gate = check_gate(path, separator.backend.choice.precision)  # refuses an ungated approximation
         self.separator = separator
-        if s.budgeted and self.next_track_started is not None:
+        if s.budgeted and not separator.calibrates:
+            self.calibration = "none: a pass is the whole track (the first chunk measures)"
+        elif s.budgeted and self.next_track_started is not None:
             # The budget already runs: no passes at setup. Without a remembered figure the first
             # window's pass measures the cost (see prediction()).
             if s.calibration_cache is not None:
@@ -80,7 +82,8 @@ class KitPredictor(MusicDemixingPredictor):
             backend = self.separator.backend
             info.update(architecture=self.separator.architecture.name, backend=backend.name,
                         precision=backend.choice.precision, backend_choice=backend.choice.describe(),
-                        quality_gate=self.gate, pass_seconds=self.pass_seconds, calibration=self.calibration)
+                        quality_gate=self.gate, pass_seconds=self.pass_seconds, calibration=self.calibration,
+                        **self.separator.describe())
         return info
 
     def prediction(self, mixture_file_path: str, bass_file_path: str, drums_file_path: str,
@@ -126,13 +129,15 @@ class KitPredictor(MusicDemixingPredictor):
         if s.hard_limit_s:  # a grader's own hard limit wins when it is tighter
             limit = min(limit, s.hard_limit_s)
         margin = s.margin_fraction * limit + MARGIN_FIXED_S
-        extras = extras_for(self.separator.window_spec.hop_length) if s.extras else ()
+        extras = self.separator.extras() if s.extras else ()
         return DeadlineController(deadline=started + limit - margin, pass_seconds=self.pass_seconds,
                                   extras=extras, limit_s=limit, margin_s=margin, started=started)
 
     def _learn(self, controller: DeadlineController) -> None:
         """Remember the first pass a track measured when no figure was known (a warm-up pass: an
         overestimate, which the next run's controller corrects downwards)."""
+        if not self.separator.calibrates:
+            return
         if self.pass_seconds is None and controller.first_pass_seconds is not None:
             self.pass_seconds = controller.first_pass_seconds
             self.calibration = "learned from the first window"

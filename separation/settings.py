@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from models import DEFAULT_MODEL
+from models.umx import looks_like_umx_folder
 
 from .backends import PRECISIONS
 from .budget import BudgetRule
@@ -28,9 +29,10 @@ ENV_BUDGET_SECONDS = "MDX_BUDGET_SECONDS"  # fixed seconds per track (overrides 
 ENV_BUDGET_RATIO = "MDX_BUDGET_RATIO"      # x track duration (overrides the rule)
 ENV_BUDGET_MARGIN = "MDX_BUDGET_MARGIN"    # safety margin, fraction of the limit
 ENV_EXTRAS = "MDX_EXTRAS"                  # 0 disables quality extras under a budget
+ENV_NITER = "MDX_NITER"                    # Open-Unmix's Wiener iterations
 #: Every variable grader mode reads, for reports and resume checks.
 GRADER_VARIABLES = (ENV_MODEL, ENV_BACKEND, ENV_THREADS, ENV_PRECISION, ENV_BUDGET_RULE, ENV_BUDGET_SECONDS,
-                    ENV_BUDGET_RATIO, ENV_BUDGET_MARGIN, ENV_EXTRAS, ENV_PER_MUSIC_TIMEOUT)
+                    ENV_BUDGET_RATIO, ENV_BUDGET_MARGIN, ENV_EXTRAS, ENV_NITER, ENV_PER_MUSIC_TIMEOUT)
 
 #: Safety margin kept free of the per-track limit: this fraction of it, plus one second.
 DEFAULT_MARGIN_FRACTION = 0.1
@@ -53,7 +55,8 @@ class PredictorSettings:
     remembering the cost of a pass per machine and model and OpenVINO's compiled models (None:
     measure and compile at every setup).
     ``require_gate``: refuse an approximate precision without a passing quality gate (only the
-    gate's own measurement turns this off).
+    gate's own measurement turns this off). ``niter``: Open-Unmix's Wiener post-filter iterations
+    (None: the package's default, 1; other architectures ignore it).
     """
 
     model: Path | None = None
@@ -68,12 +71,15 @@ class PredictorSettings:
     # looked up when the settings are made, so that a test can point it elsewhere
     cache_dir: Path | None = dataclasses.field(default_factory=lambda: calibration.default_cache_dir())
     require_gate: bool = True
+    niter: int | None = None
 
     def __post_init__(self) -> None:
         if self.model is not None:
             object.__setattr__(self, "model", Path(self.model))
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if self.niter is not None and self.niter < 0:
+            raise ValueError(f"niter must be >= 0, got {self.niter}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         if not 0 <= self.margin_fraction < 1:
@@ -104,17 +110,18 @@ class PredictorSettings:
                 "threads": self.threads, "precision": self.precision,
                 "budget": self.budget.to_dict() if self.budget else None,
                 "margin_fraction": self.margin_fraction, "extras": self.extras, "hard_limit_s": self.hard_limit_s,
-                "cache_dir": str(self.cache_dir) if self.cache_dir else None}
+                "cache_dir": str(self.cache_dir) if self.cache_dir else None, "niter": self.niter}
 
 
 def resolve_model_path(path: str | os.PathLike[str] | None = None) -> Path:
     """``path``, else the kit's default model, checked to exist."""
     chosen = Path(path) if path else DEFAULT_MODEL
-    if not chosen.is_file():
+    if not (chosen.is_file() or looks_like_umx_folder(chosen)):
         raise ModelNotFoundError(
             f"model file not found: {chosen}. Pass --checkpoint PATH (an original .ckpt of a supported "
-            "architecture, a state_dict .pt, or an exported .onnx/.ts) or set $MDX_MODEL in grader mode; "
-            "reference checkpoints with random weights are in ../shared/reference.")
+            "architecture, a state_dict .pt, an exported .onnx/.ts, a demucs .th or an Open-Unmix model "
+            "folder) or set $MDX_MODEL in grader mode; reference models with random weights are in "
+            "../shared/reference.")
     return chosen
 
 
@@ -135,11 +142,13 @@ def grader_settings(environ: Mapping[str, str], default_budget: BudgetRule | Non
     budget = (budget_from_options(environ.get(ENV_BUDGET_RULE), float(seconds) if seconds else None,
                                   float(ratio) if ratio else None) or default_budget or BudgetRule.round2())
     margin, threads, hard = environ.get(ENV_BUDGET_MARGIN), environ.get(ENV_THREADS), environ.get(ENV_PER_MUSIC_TIMEOUT)
+    niter = environ.get(ENV_NITER)
     values: dict[str, Any] = {
         "model": environ.get(ENV_MODEL) or None, "backend": environ.get(ENV_BACKEND) or None,
         "threads": int(threads) if threads else None, "precision": environ.get(ENV_PRECISION) or "fp32",
         "budget": budget, "margin_fraction": float(margin) if margin else DEFAULT_MARGIN_FRACTION,
         "extras": environ.get(ENV_EXTRAS, "1") != "0", "hard_limit_s": float(hard) if hard else None,
+        "niter": int(niter) if niter else None,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return PredictorSettings(**values)

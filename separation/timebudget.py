@@ -94,6 +94,8 @@ class DeadlineController:
         self.abandoned_at: int | None = None
         self.out_of_time_at: int | None = None
         self.planned: dict[str, Any] | None = None
+        self.stages: dict[str, float] = {}  # seconds of whole-track stages run before the windows
+        self.abandoned_stage: str | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ planning
@@ -146,6 +148,19 @@ class DeadlineController:
         self.records.append(WindowRecord(index, done, not results, self.clock() - t0))
         return result
 
+    def run_stage(self, name: str, compute: Callable[[], Any], windows_after: int) -> Any | None:
+        """Run a whole-track stage that every later window needs (e.g. Open-Unmix's BiLSTM) under
+        the deadline, keeping the fallback reserve of ``windows_after`` windows; None when it could
+        not finish (then every window gets the fallback). Its time does not enter the per-window
+        estimate."""
+        t0 = self.clock()
+        out = self._call_with_timeout(lambda _variant: compute(), PLAIN, timeout=self.time_left(windows_after))
+        self.stages[name] = self.clock() - t0
+        if out is None:
+            self.abandoned_stage = name
+            self.abandoned_at = 0
+        return out
+
     def _update_estimate(self, seconds: float) -> None:
         # Follow slow-downs at once, speed-ups gradually: the deadline matters more than extras.
         if self.first_pass_seconds is None:
@@ -184,7 +199,9 @@ class DeadlineController:
             degraded.append("extras dropped on some windows")
         if fallback:
             degraded.append(f"{len(fallback)} window(s) got the mixture/4 fallback: {fallback}")
-        if self.abandoned_at is not None:
+        if self.abandoned_stage is not None:
+            degraded.append(f"the {self.abandoned_stage} stage was abandoned at the deadline")
+        elif self.abandoned_at is not None:
             degraded.append(f"a network call was abandoned at window {self.abandoned_at}")
         return {
             "limit_s": self.limit_s, "margin_s": self.margin_s,
@@ -193,6 +210,7 @@ class DeadlineController:
                      "variants_per_window": [r.variants for r in self.records],
                      "fallback_windows": fallback, "abandoned_at": self.abandoned_at,
                      "final_pass_seconds_estimate": self.estimate},
+            "stages_s": dict(self.stages),
             "wall_s": now - self.started,
             "margin_left_s": self.deadline - now,
             "degraded": bool(degraded),

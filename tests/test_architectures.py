@@ -49,7 +49,7 @@ def assert_stems_match(out: Path, expected_dir: Path, architecture: str) -> dict
 
 
 def test_every_architecture_is_registered():
-    assert set(ARCHITECTURES) == {"lightsaft", "lasaft_v1", "lasaft_v2"}
+    assert set(ARCHITECTURES) == {"lightsaft", "lasaft_v1", "lasaft_v2", "umx", "htdemucs"}
 
 
 @pytest.mark.parametrize("name", sorted(FIXTURES))
