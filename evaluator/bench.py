@@ -2,9 +2,11 @@
 
 Times, in one run and on one input, the plain eager path (the original pipeline's shape: batches
 of 32 (window, target) items, an STFT per target, no shared stem, no BatchNorm folding) and each
-backend and precision of the kit, each in its own child process so that peak RSS is its own. Prints
-wall time, RTF (wall / audio seconds), peak RSS, achieved network GFLOP/s and the speed-up over
-the plain path, and writes ``bench.json`` and ``bench.md``.
+backend and precision of the kit, each in its own child process so that peak RSS is its own. Peers
+(Open-Unmix at UMX-HQ size and HTDemucs, random weights, when ``demucs`` is importable for the
+latter) run in the same way. Prints wall time, RTF (wall / audio seconds), peak RSS, achieved
+network GFLOP/s, the speed-up over the plain path and the default runtime's speed-up over each
+row, and writes ``bench.json`` and ``bench.md``.
 """
 from __future__ import annotations
 
@@ -34,6 +36,12 @@ CONFIGS: dict[str, dict] = {
     "openvino": {"kind": "kit", "backend": "openvino", "label": "OpenVINO artifact (CPU plugin, fp32)"},
     "openvino-bf16": {"kind": "kit", "backend": "openvino", "precision": "bf16",
                       "label": "OpenVINO, bf16 (approximate; native bf16 CPUs only)"},
+    # Peers: other architectures of the same size as their published models, random weights, run
+    # the way the kit runs them (their stems are not comparable with the model's: no max-abs/SDR).
+    "umx-hq": {"kind": "peer", "architecture": "umx",
+               "label": "peer: Open-Unmix, UMX-HQ size, random weights (niter 1)"},
+    "htdemucs": {"kind": "peer", "architecture": "htdemucs",
+                 "label": "peer: HTDemucs (demucs v4 default config), random weights, shifts 0"},
 }
 EXACT_CONFIGS = ("torch-noopt", "torch-share", "torch", "torchscript", "onnx", "openvino")
 #: Backends that read the exported ONNX file.
@@ -131,6 +139,17 @@ def run_child(name: str, model: str, artifacts: dict[str, str], wav: str, thread
     spec = CONFIGS[name]
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
+    if spec["kind"] == "peer":
+        separator = peer_separator(spec["architecture"], threads)
+        setup = time.perf_counter() - t0
+        audio = read_mixture(wav)
+        times = StageTimes()
+        t1 = time.perf_counter()
+        stems = np.concatenate([b for _, b in separator.iter_blocks(ArraySource(audio), times=times)], axis=1)
+        wall = time.perf_counter() - t1
+        np.save(Path(wav).with_name(f"{name}.npy"), stems)
+        return {"name": name, "wall_s": wall, "setup_s": setup, "stages_s": dict(times), "precision": "fp32",
+                "shared_stem": None, "peak_rss_mib": _peak_rss_mib(), "n_samples": int(audio.shape[0]), "peer": True}
     if spec["kind"] == "plain":
         loaded = load_checkpoint(model)
         setup = time.perf_counter() - t0
@@ -162,6 +181,39 @@ def run_child(name: str, model: str, artifacts: dict[str, str], wav: str, thread
             "shared_stem": share, "peak_rss_mib": _peak_rss_mib(), "n_samples": int(audio.shape[0])}
 
 
+def peer_available(architecture: str) -> str | None:
+    """None when a peer can run here, else why not."""
+    if architecture == "htdemucs":
+        import importlib.util
+
+        if importlib.util.find_spec("demucs") is None:
+            return "the `demucs` package is not installed"
+    return None
+
+
+def peer_separator(architecture: str, threads: int, seed: int = 0):
+    """A separator for a peer architecture at its published size, with seeded random weights."""
+    import torch
+
+    from core.constants import SAMPLE_RATE, SOURCES
+
+    torch.manual_seed(seed)
+    if architecture == "umx":
+        from models.umx import UmxConfig, UmxModel, UmxNetwork
+        from separation.umx_engine import UmxBackend, UmxSeparator
+
+        networks = {t: UmxNetwork(UmxConfig()) for t in SOURCES}
+        return UmxSeparator(UmxBackend(UmxModel(networks, 4096, 1024, Path("random")), threads))
+    from demucs.htdemucs import HTDemucs
+
+    from models.htdemucs import DemucsModel
+    from separation.waveform_engine import DemucsBackend, WaveformSeparator
+
+    network = HTDemucs(sources=["drums", "bass", "other", "vocals"]).eval()
+    model = DemucsModel(network, tuple(network.sources), int(SAMPLE_RATE * network.segment), Path("random"))
+    return WaveformSeparator(DemucsBackend(model, threads))
+
+
 def _executed_gflop(result: dict, architecture, config, flops: dict) -> float:
     from core.constants import N_SOURCES
 
@@ -178,17 +230,25 @@ def _markdown(rows: list[dict], meta: dict) -> str:
              f"Machine: {meta['machine']}; torch {meta['torch']}, onnxruntime {meta['onnxruntime']}; "
              f"model `{meta['model']}` ({meta['architecture']}); {meta['when']}.", "",
              "| configuration | precision | wall (s) | RTF | peak RSS (MiB) | network GFLOP/s | speed-up vs plain "
-             "| max-abs vs plain | SDR vs plain (dB) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             f"| {meta['default']} faster by | max-abs vs plain | SDR vs plain (dB) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def cell(value, fmt: str) -> str:
+        return "—" if value is None else format(value, fmt)
+
     for r in rows:
         lines.append(f"| {r['label']} | {r['precision']} | {r['wall_s']:.1f} | {r['rtf']:.3f} | {r['peak_rss_mib']:.0f} | "
-                     f"{r['gflops']:.0f} | {r['speedup']:.2f}x | {r['max_abs_vs_plain']:.1e} | {r['sdr_vs_plain_db']:.1f} |")
+                     f"{cell(r['gflops'], '.0f')} | {r['speedup']:.2f}x | {cell(r['default_speedup'], '.2f')}x | "
+                     f"{cell(r['max_abs_vs_plain'], '.1e')} | {cell(r['sdr_vs_plain_db'], '.1f')} |")
     lines += ["", "RTF = wall time of the separation (read to stems in memory) / audio duration; setup "
               "(model load) is not included. GFLOP/s = network FLOPs executed (torch FlopCounterMode; the "
               "shared stem counted once per window) / wall time. Each row ran in its own process, one "
               "after another, on the same input. SDR vs plain: MDX SDR of each output taking the plain "
               "path's stems as reference (mean of the four sources): exact rows sit near float32 "
-              "rounding, an approximate precision shows how far it departs."]
+              "rounding, an approximate precision shows how far it departs. "
+              f"'{meta['default']} faster by': this row's wall / the {meta['default']} row's (the runtime "
+              "`--backend auto` picks for the model's export on this CPU). Peer rows are other "
+              "architectures with random weights at their published sizes: their stems are not the model's."]
     return "\n".join(lines) + "\n"
 
 
@@ -242,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     if lacking:
         print(f"[bench] skipping {', '.join(lacking)}: {native[lacking[0]].notes[0]}", file=sys.stderr)
         names = [n for n in names if n not in lacking]
+    for n in [n for n in names if CONFIGS[n]["kind"] == "peer"]:
+        why = peer_available(CONFIGS[n]["architecture"])
+        if why:
+            print(f"[bench] skipping {n}: {why}", file=sys.stderr)
+            names.remove(n)
     if any(CONFIGS[n].get("backend") in _ONNX_BACKENDS for n in names):
         artifacts["onnx"] = str(export_onnx(model, work / "model.onnx"))
     if any(CONFIGS[n].get("backend") == "torchscript" for n in names):
@@ -260,15 +325,22 @@ def main(argv: list[str] | None = None) -> int:
         row = json.loads(res.stdout.strip().splitlines()[-1])
         row["label"] = CONFIGS[name]["label"]
         row["rtf"] = row["wall_s"] / args.seconds
-        row["gflop"] = _executed_gflop(row, arch, cfg, flops)
-        row["gflops"] = row["gflop"] / row["wall_s"]
+        peer = CONFIGS[name]["kind"] == "peer"
+        row["gflop"] = None if peer else _executed_gflop(row, arch, cfg, flops)
+        row["gflops"] = None if peer else row["gflop"] / row["wall_s"]
         rows.append(row)
         print(f"[bench] {name}: wall {row['wall_s']:.1f} s, RTF {row['rtf']:.3f}, peak RSS "
-              f"{row['peak_rss_mib']:.0f} MiB, {row['gflops']:.0f} GFLOP/s", file=sys.stderr, flush=True)
+              f"{row['peak_rss_mib']:.0f} MiB", file=sys.stderr, flush=True)
     plain = next((r for r in rows if r["name"] == "plain"), rows[0])
     reference = np.load(work / f"{plain['name']}.npy")
+    default_name = choose_backend("model.onnx", None, "fp32", arch.cpu_runtime).backend
+    default = next((r for r in rows if r["name"] == default_name), None)
     for r in rows:
         r["speedup"] = plain["wall_s"] / r["wall_s"]
+        r["default_speedup"] = r["wall_s"] / default["wall_s"] if default else None
+        if r.get("peer"):
+            r["max_abs_vs_plain"] = r["sdr_vs_plain_db"] = None
+            continue
         stems = np.load(work / f"{r['name']}.npy")
         diff = stems - reference
         r["max_abs_vs_plain"] = float(np.abs(diff).max())
@@ -278,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"audio_s": args.seconds, "threads": threads, "machine": f"{platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} CPUs visible, {available_cpus()} usable", "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__, "model": args.checkpoint, "architecture": arch.name, "when": time.strftime("%Y-%m-%d %H:%M"),
-            "gflop_per_item": {str(k): v for k, v in flops.items()}, "baseline": plain["name"]}
+            "gflop_per_item": {str(k): v for k, v in flops.items()}, "baseline": plain["name"],
+            "default": default_name}
     (out_dir / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     md = _markdown(rows, meta)
     (out_dir / "bench.md").write_text(md)

@@ -4,6 +4,7 @@
     python -m evaluator --data DIR --checkpoint CKPT --out RUN_DIR      # MDX layout
     python -m evaluator --musdb ROOT [--subset test] [--is-wav] ...     # MUSDB18 / MUSDB18-HQ
     python -m evaluator --stempeg-excerpt ...                           # the excerpt inside stempeg
+    python -m evaluator --checkpoint A --checkpoint B --out RUN_DIR     # models side by side
 
 Exit status: 0 when every song produced valid stems inside its budget, 1 when any song missed
 its budget or failed, 2 for unusable input (no checkpoint, bad data folder, mismatched RUN_DIR).
@@ -50,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", default="test", help="MUSDB18 subset (default: test)")
     p.add_argument("--is-wav", action="store_true", help="MUSDB18-HQ: WAV folders instead of stem MP4s")
     p.add_argument("--songs", help="comma-separated song names to evaluate (default: all)")
-    p.add_argument("--checkpoint", "--model", dest="checkpoint",
-                   help="model file; default $MDX_MODEL or the kit's default model")
+    p.add_argument("--checkpoint", "--model", dest="checkpoint", action="append",
+                   help="model (file, or an Open-Unmix folder); default $MDX_MODEL or the kit's default model. "
+                        "Repeat it to compare models on the same songs: RUN_DIR/<model>/ each, and a comparison "
+                        "table in RUN_DIR/report.md")
     p.add_argument("--out", required=True, metavar="RUN_DIR",
                    help="run folder: stems, scores.json, latency.json, report.md, latency.png")
     p.add_argument("--budget-rule", choices=RULE_NAMES, default="round2",
@@ -71,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS,
                    help="fp32 (exact, default) or an approximate precision past its quality gate")
     p.add_argument("--threads", type=int, help="intra-op CPU threads for the predictor")
+    p.add_argument("--niter", type=int, help="Open-Unmix models: Wiener post-filter iterations (default 1)")
     p.add_argument("--plain", action="store_true",
                    help="run the reproducible plain pass (no deadline planning, no extras) instead of what grader "
                         "mode would submit")
@@ -109,49 +113,103 @@ def main(argv: Sequence[str] | None = None) -> int:
     from separation.settings import ModelNotFoundError, grader_settings
 
     from .datasets import DatasetError
-    from .harness import DEFAULT_PREDICTOR, EvalSettings, RunDirError, SetupError, evaluate
-    from .reports import terminal_summary, write_reports
-    from .scoring import ScoringError
+    from .harness import DEFAULT_PREDICTOR, RunDirError, SetupError
 
+    models = args.checkpoint or [None]
     try:
         budget = BudgetRule.from_options(args.budget_rule, args.budget_seconds, args.budget_ratio)
         if args.setup_timeout <= 0:
             raise BudgetError("--setup-timeout must be positive")
+        if len(models) > 1 and args.predictor:
+            raise ValueError("--predictor runs one class; compare models with the kit's predictor")
         # What grader mode would submit: its settings from this environment, planned against the
         # limit this run times songs with (unless MDX_BUDGET_* says otherwise), or the plain pass.
-        predictor_settings = grader_settings(os.environ, default_budget=budget, model=args.checkpoint,
-                                             backend=args.backend, threads=args.threads,
-                                             precision=args.precision, progress=not args.quiet)
-        if args.plain:
-            predictor_settings = predictor_settings.replace(budget=None)
-        checkpoint = predictor_settings.model_path()
+        all_settings = []
+        for model in models:
+            predictor_settings = grader_settings(os.environ, default_budget=budget, model=model,
+                                                 backend=args.backend, threads=args.threads,
+                                                 precision=args.precision, progress=not args.quiet, niter=args.niter)
+            if args.plain:
+                predictor_settings = predictor_settings.replace(budget=None)
+            predictor_settings.model_path()
+            all_settings.append(predictor_settings)
     except ModelNotFoundError as exc:
         return _error(f"{exc}\n{no_checkpoint_help()}")
     except (BudgetError, ValueError) as exc:
         return _error(str(exc))
     out_dir = Path(args.out).expanduser().resolve()
-    settings = EvalSettings(out_dir=out_dir, predictor_settings=predictor_settings, budget=budget,
-                            setup_timeout_s=args.setup_timeout, enforce=args.enforce, museval=args.museval,
-                            oracle=not args.no_oracle, predictor=args.predictor or DEFAULT_PREDICTOR)
     try:
         if args.museval:
             from .scoring import _import_museval
 
             _import_museval()  # fail before hours of separation, not after
         dataset = _dataset(args, out_dir)
-        plan = predictor_settings.budget.describe() if predictor_settings.budget else "none (plain pass)"
-        print(f"[evaluator] {dataset.description}; checkpoint {checkpoint}; songs timed against "
-              f"{budget.describe()}; the predictor plans against {plan}", file=sys.stderr, flush=True)
-        result = evaluate(dataset, settings)
-    except (DatasetError, RunDirError, ScoringError, ValueError) as exc:
+        if len(all_settings) == 1:
+            settings = _eval_settings(args, out_dir, all_settings[0], budget, DEFAULT_PREDICTOR)
+            return _run_one(dataset, settings, budget)
+        return _compare(args, dataset, out_dir, all_settings, budget)
+    except (DatasetError, RunDirError, ValueError) as exc:
         return _error(str(exc))
     except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    paths = write_reports(result, settings, dataset.description)
+
+
+def _eval_settings(args: argparse.Namespace, out_dir: Path, predictor_settings, budget: BudgetRule, default: str):
+    from .harness import EvalSettings
+
+    return EvalSettings(out_dir=out_dir, predictor_settings=predictor_settings, budget=budget,
+                        setup_timeout_s=args.setup_timeout, enforce=args.enforce, museval=args.museval,
+                        oracle=not args.no_oracle, predictor=args.predictor or default)
+
+
+def _evaluate(dataset, settings, budget: BudgetRule):
+    """Run one model; returns (result, report paths)."""
+    from .harness import evaluate
+    from .reports import write_reports
+    from .scoring import ScoringError
+
+    ps = settings.predictor_settings
+    plan = ps.budget.describe() if ps.budget else "none (plain pass)"
+    print(f"[evaluator] {dataset.description}; model {ps.model_path()}; songs timed against "
+          f"{budget.describe()}; the predictor plans against {plan}", file=sys.stderr, flush=True)
+    try:
+        result = evaluate(dataset, settings)
+    except ScoringError as exc:
+        raise ValueError(str(exc)) from None
+    return result, write_reports(result, settings, dataset.description)
+
+
+def _ok(result) -> bool:
+    return all(r["status"] == "ok" and not r.get("miss") for r in result.records)
+
+
+def _run_one(dataset, settings, budget: BudgetRule) -> int:
+    from .reports import terminal_summary
+
+    result, paths = _evaluate(dataset, settings, budget)
     print(terminal_summary(result, settings))
     print(f"\nreport: {paths['report.md']}")
-    ok = all(r["status"] == "ok" and not r.get("miss") for r in result.records)
+    return 0 if _ok(result) else 1
+
+
+def _compare(args: argparse.Namespace, dataset, out_dir: Path, all_settings: list, budget: BudgetRule) -> int:
+    from .comparison import comparison_row, comparison_table, run_labels, write_comparison
+    from .harness import DEFAULT_PREDICTOR
+    from .reports import latency_report, scores_report
+
+    rows, ok = [], True
+    labels = run_labels([s.model_path() for s in all_settings])
+    for label, predictor_settings in zip(labels, all_settings):
+        settings = _eval_settings(args, out_dir / label, predictor_settings, budget, DEFAULT_PREDICTOR)
+        result, _ = _evaluate(dataset, settings, budget)
+        ok = ok and _ok(result)
+        predictor = (result.sessions[-1] if result.sessions else {}).get("predictor")
+        rows.append(comparison_row(label, scores_report(result, dataset.description),
+                                   latency_report(result, budget), predictor))
+    paths = write_comparison(out_dir, rows, dataset.description, budget.describe())
+    print(comparison_table(rows))
+    print(f"\nreport: {paths['report.md']}")
     return 0 if ok else 1
 
 

@@ -17,7 +17,7 @@ from submission import gitops
 #: What the AIcrowd grader reads from the repository (run.sh is its entry point).
 REQUIRED_FILES = ("aicrowd.json", "run.sh", "predict.py", "requirements.txt", "environment.yml", "apt.txt")
 #: File endings of model artifacts; .gitattributes routes exactly these through git-lfs.
-ARTIFACT_SUFFIXES = (".onnx", ".ckpt", ".pt", ".pth", ".ts")
+ARTIFACT_SUFFIXES = (".onnx", ".ckpt", ".pt", ".pth", ".th", ".ts")
 #: The MDX grader; both ids in aicrowd.json must name it.
 MDX_GRADER_ID = "evaluations-api-music-demixing"
 #: Keys and types that aicrowd-cli's own verification insists on, plus the MDX dataset flag.
@@ -149,6 +149,14 @@ def grader_model(repo: Path) -> tuple[Path | None, list[str]]:
     except ValueError:
         return model, [f"the model {model} lies outside the repository, so the grader will not have it: "
                        "copy it under models/ and commit it"]
+    if model.is_dir():  # an Open-Unmix model folder: every file in it travels
+        tracked = set(gitops.tracked_files(repo, rel))
+        files = sorted(p.relative_to(repo.resolve()).as_posix() for p in model.rglob("*") if p.is_file())
+        untracked = [f for f in files if f not in tracked]
+        if untracked:
+            return model, [f"the model folder {rel} has files that are not committed (ignored?): "
+                           f"{', '.join(untracked[:4])}: git add -f {rel} && git commit"]
+        return model, [problem for f in files for problem in check_artifact(repo, f)]
     if rel not in gitops.tracked_files(repo, rel):
         return model, [f"the model {rel} is not committed (is it ignored?): git add -f {rel} && git commit"]
     return model, check_artifact(repo, rel)

@@ -204,3 +204,31 @@ def test_separate_command_runs_htdemucs(htdemucs_file, reference_dir, tmp_path):
         got, _ = sf.read(out / "mixture" / f"{name}.wav", dtype="float32")
         ref, _ = sf.read(htdemucs_file.parent / f"expected_{name}.wav", dtype="float32")
         assert np.abs(got - ref).max() <= WAV_TOL, name
+
+
+# ---------------------------------------------------------------------- comparison run
+def test_evaluator_compares_models_on_the_same_songs(umx_dir, tiny_ckpt, tmp_path, capsys):
+    from evaluator.cli import main
+    from evaluator.demo import write_demo_set
+
+    data = tmp_path / "data"
+    write_demo_set(data, n_songs=2, seed=5, duration_range_s=(2.0, 3.0))
+    out = tmp_path / "run"
+    code = main(["--data", str(data), "--checkpoint", str(tiny_ckpt), "--checkpoint", str(umx_dir),
+                 "--niter", "0", "--out", str(out), "--threads", "1", "--quiet", "--no-oracle"])
+    assert code == 0
+    doc = json.loads((out / "comparison.json").read_text())
+    rows = {r["label"]: r for r in doc["models"]}
+    assert set(rows) == {tiny_ckpt.stem, "umx"}
+    assert rows["umx"]["architecture"] == "umx" and rows[tiny_ckpt.stem]["architecture"] == "lightsaft"
+    for label, row in rows.items():
+        run = json.loads((out / label / "scores.json").read_text())
+        latency = json.loads((out / label / "latency.json").read_text())
+        assert row["scores"] == run["mean"] and row["n_scored"] == 2  # the same songs, each scored
+        assert row["rtf"] == latency["summary"]["rtf"] and row["peak_rss_mib"] > 50
+    ran = json.loads((out / "umx" / ".state" / "sessions.json").read_text())[0]["predictor"]
+    assert ran["niter"] == 0
+    report = (out / "report.md").read_text()
+    assert "model comparison" in report and "| umx | umx (torch fp32) |" in report
+    assert f"{rows['umx']['scores']['sdr']:.3f}" in report
+    assert "| umx | umx (torch fp32) |" in capsys.readouterr().out

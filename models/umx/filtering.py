@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+_BINS_PER_BLOCK = 256
+
 
 def wiener(target_mags: torch.Tensor, mix: torch.Tensor, iterations: int = 1, eps: float = 1e-10,
            scale_factor: float = 10.0) -> torch.Tensor:
@@ -28,9 +30,15 @@ def wiener(target_mags: torch.Tensor, mix: torch.Tensor, iterations: int = 1, ep
     # Scale so that the regularisation means the same whatever the level (the package's rule).
     max_abs = max(1.0, float(mix.abs().max()) / scale_factor)
     mix, y = mix / max_abs, y / max_abs
-    for _ in range(iterations):
-        y = _em_step(y, mix, eps)
-    return (y * max_abs).to(torch.complex64)
+    out = torch.empty(y.shape, dtype=torch.complex64)
+    # Every statistic of the model is per frequency bin, so bins are filtered in blocks: the same
+    # result with a fraction of the memory (the gains alone are 16 complex128 per bin and frame).
+    for lo in range(0, y.shape[1], _BINS_PER_BLOCK):
+        block, block_mix = y[:, lo:lo + _BINS_PER_BLOCK], mix[:, lo:lo + _BINS_PER_BLOCK]
+        for _ in range(iterations):
+            block = _em_step(block, block_mix, eps)
+        out[:, lo:lo + _BINS_PER_BLOCK] = block * max_abs
+    return out
 
 
 def _em_step(y: torch.Tensor, mix: torch.Tensor, eps: float) -> torch.Tensor:
