@@ -22,10 +22,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from models.checkpoint import CheckpointError, load_checkpoint
 
-    from separation.loading import openvino_available
+    from separation.loading import baseline_format, openvino_available
 
     from .exporters import export_onnx, export_torchscript
 
+    if baseline_format(args.checkpoint) is not None:
+        print(f"error: {args.checkpoint} is an Open-Unmix folder or a demucs package; the kit runs those on eager "
+              "PyTorch and has no export for them yet (pass it to `predict.py separate --checkpoint` as it is)",
+              file=sys.stderr)
+        return 2
     try:
         model = load_checkpoint(args.checkpoint)
     except CheckpointError as exc:

@@ -213,6 +213,29 @@ def test_model_committed_through_lfs_needs_git_lfs_to_push(tmp_path, monkeypatch
         "would send only the pointer: install git-lfs and run `git lfs install --local`"]
 
 
+def test_open_unmix_folder_must_be_committed_whole(tmp_path, monkeypatch):
+    """A model that is a folder (Open-Unmix's format) travels only if every file in it is committed."""
+    for key, value in git_env().items():
+        if key.startswith("GIT_"):
+            monkeypatch.setenv(key, value)
+    repo = tmp_path / "r"
+    folder = repo / "models" / "umx"
+    folder.mkdir(parents=True)
+    for name in ("separator.json", "vocals.json", "vocals.pth"):
+        (folder / name).write_text("{}")
+    git(tmp_path, "init", "-q", str(repo))
+    git(repo, "add", "models/umx/separator.json", "models/umx/vocals.json")
+    git(repo, "commit", "-q", "-m", "part of the folder")
+    monkeypatch.setenv("MDX_MODEL", str(folder))
+    model, problems = checks.grader_model(repo)
+    assert model == folder.resolve()
+    assert problems == ["the model folder models/umx has files that are not committed (ignored?): "
+                        "models/umx/vocals.pth: git add -f models/umx && git commit"]
+    git(repo, "add", "models/umx/vocals.pth")
+    git(repo, "commit", "-q", "-m", "the rest")
+    assert checks.grader_model(repo) == (folder.resolve(), [])
+
+
 # ---------------------------------------------------------------------- the smoke prediction itself
 @pytest.fixture()
 def tiny_model_env(tiny_ckpt, monkeypatch):
