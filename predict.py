@@ -23,6 +23,7 @@ if str(REPO_ROOT) not in sys.path:  # let `python predict.py` work from any dire
     sys.path.insert(0, str(REPO_ROOT))
 
 from core.clock import process_started_monotonic  # noqa: E402
+from core.audio import OUTPUT_FORMATS  # noqa: E402
 from core.constants import SOURCES  # noqa: E402
 from models import DEFAULT_MODEL  # noqa: E402
 from separation.loading import BACKEND_CHOICES  # noqa: E402
@@ -37,9 +38,9 @@ PREDICTOR_CLASS = KitPredictor
 LightSAFTPredictor = KitPredictor
 
 
-def _output_stem_paths(out_dir: Path, mixture: Path) -> dict[str, Path]:
+def _output_stem_paths(out_dir: Path, mixture: Path, suffix: str = ".wav") -> dict[str, Path]:
     folder = out_dir / mixture.stem
-    return {s: folder / f"{s}.wav" for s in SOURCES}
+    return {s: folder / f"{s}{suffix}" for s in SOURCES}
 
 
 def cmd_separate(args: argparse.Namespace) -> int:
@@ -52,7 +53,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
             precision=args.precision or "fp32",
             budget=budget_from_options(args.budget_rule, args.budget_seconds, args.budget_ratio),
             margin_fraction=DEFAULT_MARGIN_FRACTION if args.margin is None else args.margin,
-            extras=not args.no_extras, progress=not args.quiet, niter=args.niter)
+            extras=not args.no_extras, progress=not args.quiet, niter=args.niter, output_format=args.format or "float")
         settings.model_path()
         predictor = PREDICTOR_CLASS(settings)
         if settings.budgeted and args.started is not None:
@@ -67,7 +68,8 @@ def cmd_separate(args: argparse.Namespace) -> int:
               f"({info['backend_choice']})", file=sys.stderr)
         if info["quality_gate"]:
             print(f"  {info['precision']} passed its quality gate: {info['quality_gate']}", file=sys.stderr)
-    stems = {Path(m): _output_stem_paths(Path(args.out), Path(m)) for m in args.mixtures}
+    suffix = OUTPUT_FORMATS[settings.output_format].suffix
+    stems = {Path(m): _output_stem_paths(Path(args.out), Path(m), suffix) for m in args.mixtures}
     duplicates = len({tuple(p.values())[0] for p in stems.values()}) < len(stems)
     if duplicates:
         print("error: two inputs share a file name; their stems would overwrite each other", file=sys.stderr)
@@ -80,8 +82,12 @@ def cmd_separate(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1
             continue
+        clipped = {name: n for name, n in predictor.last_clipped.items() if n}
+        if clipped:  # said even with --quiet: the file differs from the float output
+            print(f"  {mixture}: clipped to [-1, 1] for {settings.output_format}: "
+                  + ", ".join(f"{n} samples of {name}" for name, n in clipped.items()), file=sys.stderr)
         if not args.quiet:
-            print(f"{mixture} -> {paths['vocals'].parent}/{{{','.join(SOURCES)}}}.wav", file=sys.stderr)
+            print(f"{mixture} -> {paths['vocals'].parent}/{{{','.join(SOURCES)}}}{suffix}", file=sys.stderr)
             report = predictor.last_budget_report
             if report is not None:
                 print(f"  budget {report['limit_s']:.1f} s: took {report['wall_s']:.1f} s, "
@@ -100,7 +106,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
 def cmd_grader(args: argparse.Namespace) -> int:
     """Grader mode: the only place that reads the grader's environment into settings."""
     settings = grader_settings(os.environ, model=args.checkpoint, backend=args.backend, threads=args.threads,
-                               precision=args.precision, niter=args.niter)
+                               precision=args.precision, niter=args.niter, output_format=args.format)
     predictor = PREDICTOR_CLASS(settings)
     predictor.run()
     print(f"stems written under {predictor.results_data_path}", file=sys.stderr)
@@ -125,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "($MDX_PRECISION in grader mode)")
         p.add_argument("--threads", type=int, default=None,
                        help="intra-op CPU threads (default: the CPUs this process may use)")
+        p.add_argument("--format", choices=list(OUTPUT_FORMATS), default=None,
+                       help="stem encoding: float (32-bit float WAV, default, what graders read), wav16, wav24 "
+                            "(clipped to [-1, 1], the command says when), flac (24-bit, .flac files) "
+                            "($MDX_FORMAT in grader mode)")
         p.add_argument("--niter", type=int, default=None,
                        help="Open-Unmix models: Wiener post-filter iterations (default 1, as the openunmix "
                             "package; 0 = magnitudes with the mixture phase; $MDX_NITER in grader mode)")

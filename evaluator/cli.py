@@ -17,8 +17,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from separation.backends import PRECISIONS
+from separation.backends import PRECISIONS, available_cpus
+from separation.challenges import CHALLENGES, DEFAULT_CHALLENGE, get_challenge
 from separation.loading import BACKEND_CHOICES
+from separation.settings import ENV_THREADS
 from separation.budget import (ROUND1_SECONDS_PER_SONG, ROUND2_DURATION_RATIO, RULE_NAMES, SETUP_TIMEOUT_S, BudgetError,
                      BudgetRule)
 
@@ -57,15 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "table in RUN_DIR/report.md")
     p.add_argument("--out", required=True, metavar="RUN_DIR",
                    help="run folder: stems, scores.json, latency.json, report.md, latency.png")
-    p.add_argument("--budget-rule", choices=RULE_NAMES, default="round2",
+    p.add_argument("--challenge", choices=list(CHALLENGES), default=DEFAULT_CHALLENGE,
+                   help=f"whose grader to imitate (default {DEFAULT_CHALLENGE}): its per-song limit, setup limit, "
+                        "threads and predictor interface (mdx21-round1: 240 s per song; mdx21: 1.57 x duration; "
+                        "sdx23: 1.57 x duration, 4 threads, separate_music_file arrays); the options below win")
+    p.add_argument("--budget-rule", choices=RULE_NAMES, default=None,
                    help=f"round1: {ROUND1_SECONDS_PER_SONG:g} s per song; round2: {ROUND2_DURATION_RATIO:g} x "
-                        "song duration (default); none: no limit")
+                        "song duration; none: no limit (default: the challenge's)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--budget-seconds", type=float, metavar="S", help="fixed limit per song (overrides the rule)")
     budget.add_argument("--budget-ratio", type=float, metavar="R",
                         help="limit = R x song duration (overrides the rule)")
-    p.add_argument("--setup-timeout", type=float, default=SETUP_TIMEOUT_S, metavar="S",
-                   help=f"limit for prediction_setup() (default {SETUP_TIMEOUT_S:g} s)")
+    p.add_argument("--setup-timeout", type=float, default=None, metavar="S",
+                   help=f"limit for prediction_setup() (default: the challenge's, {SETUP_TIMEOUT_S:g} s for MDX21)")
     p.add_argument("--enforce", action="store_true",
                    help="stop a song at its limit, as the grader did (it then has no stems and no score); "
                         "by default a song may finish, is scored, and a miss is flagged")
@@ -84,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--museval", action="store_true",
                    help="also compute BSSEval v4 SDR with museval (slow; needs ffmpeg for its imports)")
     p.add_argument("--no-oracle", action="store_true", help="skip the mixture/4 and oracle IRM reference rows")
+    p.add_argument("--profile", action="store_true",
+                   help="after the run, separate the slowest song again under the runtime's own profiler (ONNX "
+                        "Runtime's trace, OpenVINO's counters or torch.profiler): top operators in the report, the "
+                        "raw trace in RUN_DIR/profile/")
     p.add_argument("--quiet", action="store_true", help="no per-song progress bar")
     return p
 
@@ -117,9 +127,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     models = args.checkpoint or [None]
     try:
-        budget = BudgetRule.from_options(args.budget_rule, args.budget_seconds, args.budget_ratio)
+        challenge = get_challenge(args.challenge)
+        if args.budget_rule or args.budget_seconds is not None or args.budget_ratio is not None:
+            budget = BudgetRule.from_options(args.budget_rule, args.budget_seconds, args.budget_ratio)
+        else:
+            budget = challenge.budget
+        if args.setup_timeout is None:
+            args.setup_timeout = challenge.setup_timeout_s
         if args.setup_timeout <= 0:
             raise BudgetError("--setup-timeout must be positive")
+        if args.threads is None and not os.environ.get(ENV_THREADS):
+            # the grader's threads, as far as this machine has them
+            args.threads = min(challenge.grader_threads, available_cpus())
         if len(models) > 1 and args.predictor:
             raise ValueError("--predictor runs one class; compare models with the kit's predictor")
         # What grader mode would submit: its settings from this environment, planned against the
@@ -128,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for model in models:
             predictor_settings = grader_settings(os.environ, default_budget=budget, model=model,
                                                  backend=args.backend, threads=args.threads,
-                                                 precision=args.precision, progress=not args.quiet, niter=args.niter)
+                                                 precision=args.precision, progress=not args.quiet, niter=args.niter,
+                                                 output_format="float")  # scores are always of float stems
             if args.plain:
                 predictor_settings = predictor_settings.replace(budget=None)
             predictor_settings.model_path()
@@ -146,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = _dataset(args, out_dir)
         if len(all_settings) == 1:
             settings = _eval_settings(args, out_dir, all_settings[0], budget, DEFAULT_PREDICTOR)
-            return _run_one(dataset, settings, budget)
+            return _run_one(dataset, settings, budget, args.profile)
         return _compare(args, dataset, out_dir, all_settings, budget)
     except (DatasetError, RunDirError, ValueError) as exc:
         return _error(str(exc))
@@ -160,36 +180,61 @@ def _eval_settings(args: argparse.Namespace, out_dir: Path, predictor_settings, 
 
     return EvalSettings(out_dir=out_dir, predictor_settings=predictor_settings, budget=budget,
                         setup_timeout_s=args.setup_timeout, enforce=args.enforce, museval=args.museval,
-                        oracle=not args.no_oracle, predictor=args.predictor or default)
+                        oracle=not args.no_oracle, predictor=args.predictor or default, challenge=args.challenge)
 
 
-def _evaluate(dataset, settings, budget: BudgetRule):
-    """Run one model; returns (result, report paths)."""
+def _evaluate(dataset, settings, budget: BudgetRule, profile: bool = False):
+    """Run one model (and profile its slowest song when asked); returns (result, report paths)."""
     from .harness import evaluate
     from .reports import write_reports
     from .scoring import ScoringError
 
     ps = settings.predictor_settings
     plan = ps.budget.describe() if ps.budget else "none (plain pass)"
-    print(f"[evaluator] {dataset.description}; model {ps.model_path()}; songs timed against "
-          f"{budget.describe()}; the predictor plans against {plan}", file=sys.stderr, flush=True)
+    print(f"[evaluator] {dataset.description}; model {ps.model_path()}; {settings.challenge} rules: songs timed "
+          f"against {budget.describe()} through the {get_challenge(settings.challenge).interface} interface; the "
+          f"predictor plans against {plan}", file=sys.stderr, flush=True)
     try:
         result = evaluate(dataset, settings)
     except ScoringError as exc:
         raise ValueError(str(exc)) from None
+    if profile:
+        _profile_slowest(dataset, result, settings)
     return result, write_reports(result, settings, dataset.description)
+
+
+def _profile_slowest(dataset, result, settings) -> None:
+    from separation.profiling import profile_track
+
+    from .reports import PROFILE_DIR
+
+    done = [r for r in result.records if r["status"] == "ok" and r.get("rtf") is not None]
+    if not done:
+        print("[evaluator] --profile: no song finished, nothing to profile", file=sys.stderr)
+        return
+    slowest = max(done, key=lambda r: r["rtf"])
+    song = next(s for s in dataset.songs if s.name == slowest["song"])
+    print(f"[evaluator] profiling {song.name} (the slowest song, RTF {slowest['rtf']:.2f}) ...", file=sys.stderr,
+          flush=True)
+    if song.prepare is not None:
+        song.prepare()
+    try:
+        profile_track(settings.predictor_settings, song.mixture_path, settings.out_dir / PROFILE_DIR)
+    finally:
+        if song.release is not None:
+            song.release()
 
 
 def _ok(result) -> bool:
     return all(r["status"] == "ok" and not r.get("miss") for r in result.records)
 
 
-def _run_one(dataset, settings, budget: BudgetRule) -> int:
+def _run_one(dataset, settings, budget: BudgetRule, profile: bool = False) -> int:
     from .reports import terminal_summary
 
-    result, paths = _evaluate(dataset, settings, budget)
+    result, paths = _evaluate(dataset, settings, budget, profile)
     print(terminal_summary(result, settings))
-    print(f"\nreport: {paths['report.md']}")
+    print(f"\nreport: {paths['report.md']}\nreport (pictures): {paths['report.html']}")
     return 0 if _ok(result) else 1
 
 
@@ -202,14 +247,14 @@ def _compare(args: argparse.Namespace, dataset, out_dir: Path, all_settings: lis
     labels = run_labels([s.model_path() for s in all_settings])
     for label, predictor_settings in zip(labels, all_settings):
         settings = _eval_settings(args, out_dir / label, predictor_settings, budget, DEFAULT_PREDICTOR)
-        result, _ = _evaluate(dataset, settings, budget)
+        result, _ = _evaluate(dataset, settings, budget, args.profile)
         ok = ok and _ok(result)
         predictor = (result.sessions[-1] if result.sessions else {}).get("predictor")
         rows.append(comparison_row(label, scores_report(result, dataset.description),
                                    latency_report(result, budget), predictor))
     paths = write_comparison(out_dir, rows, dataset.description, budget.describe())
     print(comparison_table(rows))
-    print(f"\nreport: {paths['report.md']}")
+    print(f"\nreport: {paths['report.md']}\nreport (pictures): {paths['report.html']}")
     return 0 if ok else 1
 
 

@@ -2,7 +2,7 @@
 
 ``python -m evaluator --checkpoint A --checkpoint B ...`` (and ``bash run.sh`` with the same
 options) evaluates each model into ``RUN_DIR/<label>/`` (a complete run folder each, resumable
-on its own) and writes ``comparison.json`` and a ``report.md`` with the table here: MDX SDR per
+on its own) and writes ``comparison.json``, ``report.html`` and a ``report.md`` with the table here: MDX SDR per
 source, RTF, peak RSS and the smallest budget margin, per model.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 from core.constants import KIT_NAME, KIT_VERSION
 from core.files import atomic_write_json, atomic_write_text
 
+from .html_report import comparison_html
 from .scoring import SCORE_SOURCES, SONG_KEY
 
 
@@ -61,7 +62,8 @@ def comparison_table(rows: Iterable[dict]) -> str:
 
 def write_comparison(out_dir: Path, rows: list[dict], dataset_description: str, budget: str) -> dict[str, Path]:
     """``comparison.json`` and ``report.md`` in ``out_dir`` (written atomically)."""
-    paths = {"comparison.json": out_dir / "comparison.json", "report.md": out_dir / "report.md"}
+    paths = {"comparison.json": out_dir / "comparison.json", "report.md": out_dir / "report.md",
+             "report.html": out_dir / "report.html"}
     atomic_write_json(paths["comparison.json"], {"dataset": dataset_description, "budget": budget, "models": rows})
     lines = [f"# {KIT_NAME} model comparison", "",
              f"- generated: {time.strftime('%Y-%m-%d %H:%M:%S %z')} by {KIT_NAME} {KIT_VERSION}",
@@ -71,4 +73,5 @@ def write_comparison(out_dir: Path, rows: list[dict], dataset_description: str, 
              "", comparison_table(rows), "",
              "Each model's full report: " + ", ".join(f"[{r['label']}]({r['label']}/report.md)" for r in rows), ""]
     atomic_write_text(paths["report.md"], "\n".join(lines))
+    atomic_write_text(paths["report.html"], comparison_html(rows, dataset_description, budget))
     return paths

@@ -31,6 +31,8 @@ from core.constants import SOURCES
 from separation.budget import SETUP_TIMEOUT_S, BudgetRule
 from .datasets import Dataset, Song, read_float64
 from core.files import atomic_write_json, read_json, sha256_file, size_bytes
+from separation import sdx23
+from separation.challenges import DEFAULT_CHALLENGE, get_challenge
 from .memory import PeakRSS
 from separation.music_demixing import ENV_RESULTS, MusicDemixingPredictor, TimeoutException
 from separation.predictor import KitPredictor
@@ -66,7 +68,9 @@ class EvalSettings:
     mode would submit, budget included; see ``evaluator.cli``); a ``--predictor`` class that is not
     the kit's is constructed without arguments, like the grader does. ``budget``: the limit each
     song is timed against. ``enforce``: stop a song at its limit like the grader, leaving it without
-    stems; by default it may finish, is scored, and the miss is flagged.
+    stems; by default it may finish, is scored, and the miss is flagged. ``challenge``: the
+    profile whose grader is imitated (its interface drives the predictor; see
+    :mod:`separation.challenges`).
     """
 
     out_dir: Path
@@ -77,6 +81,7 @@ class EvalSettings:
     museval: bool = False
     oracle: bool = True
     predictor: str = DEFAULT_PREDICTOR
+    challenge: str = DEFAULT_CHALLENGE
 
     @property
     def checkpoint(self) -> Path:
@@ -107,7 +112,7 @@ def run_identity(dataset: Dataset, settings: EvalSettings) -> dict:
     described.pop("cache_dir", None)  # where timings are remembered changes no output
     return {"version": RECORD_VERSION, "checkpoint": checkpoint_identity(settings.checkpoint),
             "predictor": settings.predictor, "predictor_settings": described, "dataset": dataset.identity,
-            "budget": settings.budget.to_dict(), "enforce": settings.enforce}
+            "budget": settings.budget.to_dict(), "enforce": settings.enforce, "challenge": settings.challenge}
 
 
 def _check_run_dir(state: Path, identity: dict) -> None:
@@ -252,7 +257,11 @@ def _run_one(predictor: MusicDemixingPredictor, song: Song, settings: EvalSettin
         t0 = time.perf_counter()
         try:
             # 0 disables the alarm: no budget, or a miss that is flagged rather than stopped.
-            predictor.run_song(song.name, limit if (settings.enforce and limit) else 0)
+            alarm = limit if (settings.enforce and limit) else 0
+            if get_challenge(settings.challenge).interface == "sdx23-arrays":
+                sdx23.run_song(predictor, song.mixture_path, {s: out_folder / f"{s}.wav" for s in SOURCES}, alarm)
+            else:
+                predictor.run_song(song.name, alarm)
         except TimeoutException as exc:
             record.update(status=STATUS_TIMEOUT, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - a failing song is reported, the run goes on

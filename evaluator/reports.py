@@ -9,13 +9,17 @@ from pathlib import Path
 from core.constants import KIT_NAME, KIT_VERSION
 
 from separation.budget import BudgetRule
+from separation.challenges import get_challenge
 from core.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .harness import STATUS_OK, EvalSettings, RunResult
+from .html_report import run_html
 from .leaderboard import LEADERBOARD_A, LEADERBOARD_SOURCE
 from .oracle import CEILING_ROW, FLOOR_ROW, REFERENCE_ROWS
 from .scoring import SCORE_SOURCES, SDR_DELTA, SONG_KEY, mean_scores, median_scores
 
-STAGES = ("read", "stft", "network", "istft", "write")
+#: Folder of the --profile output inside a run folder (profile.json and the raw trace).
+PROFILE_DIR = "profile"
+STAGES = ("read", "stft", "network", "wiener", "istft", "write")
 FORMULA = (f"MDX SDR (dB) = 10*log10((sum s^2 + {SDR_DELTA:g}) / (sum (s - s_hat)^2 + {SDR_DELTA:g})) per source "
            "over all samples and channels (float64); song = mean of the four sources; run = mean over songs")
 MUSEVAL_AGGREGATE = "BSSEval v4 SDR: median over 1-s frames per song and source, then median over songs"
@@ -106,8 +110,14 @@ def _f(value, digits: int = 3, unit: str = "") -> str:
     return f"{value:.{digits}f}{unit}"
 
 
-def leaderboard_rows(scores: dict, label: str) -> list[dict]:
-    """This run, the reference rows and the published rows, best first."""
+_INTERFACE_WORDS = {
+    "mdx21-files": "MDX21 file interface (prediction(mixture_file_path, bass_file_path, ...))",
+    "sdx23-arrays": "SDX23 array interface (separate_music_file(mixed_sound_array, sample_rate))",
+}
+
+
+def run_rows(scores: dict, label: str) -> list[dict]:
+    """This run and the reference rows, all on this run's data, best first."""
     rows = []
     n = scores["n_scored"]
     if scores["mean"] is not None:
@@ -116,19 +126,30 @@ def leaderboard_rows(scores: dict, label: str) -> list[dict]:
     for row, content in scores["reference_rows"].items():
         rows.append({"system": names[row], "scores": content["mean"],
                      "data": f"this data, {len(content['mean_over'])} songs"})
-    for published in LEADERBOARD_A:
-        rows.append({"system": published.system, "scores": {SONG_KEY: published.sdr}, "data": "MDXDB21 (published)"})
     return sorted(rows, key=lambda r: -r["scores"][SONG_KEY])
 
 
-def leaderboard_table(scores: dict, label: str) -> str:
-    head = "| # | system | SDR | " + " | ".join(SCORE_SOURCES) + " | data |"
+def published_rows() -> list[dict]:
+    """The published Leaderboard A rows (MDXDB21), best first."""
+    rows = [{"system": p.system, "scores": {SONG_KEY: p.sdr}, "data": "MDXDB21 (published)"} for p in LEADERBOARD_A]
+    return sorted(rows, key=lambda r: -r["scores"][SONG_KEY])
+
+
+def _score_table(rows: list[dict], first_column: str) -> str:
+    head = f"| {first_column} | system | SDR | " + " | ".join(SCORE_SOURCES) + " | data |"
     lines = [head, "|---:|---|---:|" + "---:|" * len(SCORE_SOURCES) + "---|"]
-    for rank, row in enumerate(leaderboard_rows(scores, label), 1):
+    for rank, row in enumerate(rows, 1):
         cells = [_f(row["scores"].get(f"sdr_{s}")) for s in SCORE_SOURCES]
         lines.append(f"| {rank} | {row['system']} | {_f(row['scores'][SONG_KEY])} | " + " | ".join(cells)
                      + f" | {row['data']} |")
     return "\n".join(lines)
+
+
+def leaderboard_table(scores: dict, label: str) -> str:
+    """Two tables, never ranked together: this run's rows (on its data), then the published ones."""
+    return "\n".join([_score_table(run_rows(scores, label), "#"), "",
+                      "Published (MDXDB21, Leaderboard A; not comparable with the rows above):", "",
+                      _score_table(published_rows(), "#")])
 
 
 def songs_table(result: RunResult, scores: dict) -> str:
@@ -188,6 +209,8 @@ def markdown_report(result: RunResult, scores: dict, latency: dict, settings: Ev
         f"- checkpoint: `{ckpt['path']}` (sha256 {ckpt['sha256'][:12]}, {ckpt['bytes'] / 1e6:.1f} MB)",
         f"- predictor: `{settings.predictor}`; {_settings_line(result, settings)}",
         f"- data: {dataset_description}",
+        f"- challenge: {get_challenge(settings.challenge).describe()}; the predictor was driven through the "
+        f"{_INTERFACE_WORDS[get_challenge(settings.challenge).interface]}",
         f"- budget: {settings.budget.describe()}; setup limit {settings.setup_timeout_s:g} s; "
         + ("songs stopped at their limit, as on the grader" if settings.enforce
            else "songs may run past their limit to be scored; a miss is flagged (the grader would stop it)"),
@@ -197,9 +220,9 @@ def markdown_report(result: RunResult, scores: dict, latency: dict, settings: Ev
         "",
         leaderboard_table(scores, label),
         "",
-        f"Rows marked *MDXDB21 (published)* are {LEADERBOARD_SOURCE}; they are comparable only on that "
-        "set. Rows marked *this data* were computed here, on the songs below; the floor and the oracle "
-        "ceiling bracket what a separator can score on them.",
+        f"The first table was computed here, on the songs below; the floor and the oracle ceiling bracket "
+        f"what a separator can score on them. The published rows are {LEADERBOARD_SOURCE}; they are "
+        "comparable only on that set, so they are ranked on their own.",
         "",
         FORMULA + ".",
         "",
@@ -230,6 +253,15 @@ def markdown_report(result: RunResult, scores: dict, latency: dict, settings: Ev
         other = wall - sum(totals.values())
         lines += [f"| other (predictor overhead) | {other:.2f} | {100 * other / wall:.1f}% |", ""]
     lines += ["![latency per song against its budget](latency.png)", ""]
+    profile = read_profile(settings.out_dir)
+    if profile:
+        lines += [f"## Per-operator profile: {profile['song']} (the slowest song)", "",
+                  f"{profile['profiler']} on {profile['runtime']}: separation {profile['wall_s']:.2f} s, operators "
+                  f"{profile['operator_seconds']:.2f} s. Raw trace: `{PROFILE_DIR}/{profile['raw']}`.", "",
+                  "| operator | seconds | share | calls |", "|---|---:|---:|---:|"]
+        lines += [f"| {row['operator']} | {row['seconds']:.3f} | {100 * row['share']:.1f}% | {row.get('calls', '—')} |"
+                  for row in profile["top"]]
+        lines.append("")
     if "museval" in scores:
         med = scores["museval"]["median"]
         lines += ["## museval (BSSEval v4)", "", MUSEVAL_AGGREGATE + ".", "",
@@ -253,7 +285,7 @@ def latency_plot(result: RunResult, budget: BudgetRule) -> bytes:
     ax = fig.add_subplot()
     names = [r["song"] for r in records]
     ys = list(range(len(records)))[::-1]
-    colors = dict(zip(STAGES + ("other",), ("#9ecae1", "#6baed6", "#2171b5", "#74c476", "#fdae6b", "#bdbdbd")))
+    colors = dict(zip(STAGES + ("other",), ("#9ecae1", "#6baed6", "#2171b5", "#807dba", "#74c476", "#fdae6b", "#bdbdbd")))
     for y, r in zip(ys, records):
         left = 0.0
         stages = r.get("stages") or {}
@@ -290,12 +322,34 @@ def write_reports(result: RunResult, settings: EvalSettings, dataset_description
     out = Path(settings.out_dir)
     scores = scores_report(result, dataset_description)
     latency = latency_report(result, settings.budget)
-    paths = {name: out / name for name in ("scores.json", "latency.json", "report.md", "latency.png")}
+    paths = {name: out / name for name in ("scores.json", "latency.json", "report.md", "latency.png", "report.html")}
     atomic_write_json(paths["scores.json"], scores)
     atomic_write_json(paths["latency.json"], latency)
     atomic_write_bytes(paths["latency.png"], latency_plot(result, settings.budget))
     atomic_write_text(paths["report.md"], markdown_report(result, scores, latency, settings, dataset_description))
+    label = Path(result.run_info["checkpoint"]["name"]).stem
+    atomic_write_text(paths["report.html"], run_html(result, scores, latency, _header(result, settings, dataset_description),
+                                                     verdict(result, latency), run_rows(scores, label), published_rows(),
+                                                     LEADERBOARD_SOURCE, read_profile(out), PROFILE_DIR))
     return paths
+
+
+def read_profile(out_dir: str | Path) -> dict | None:
+    """The run's --profile summary, if one was made."""
+    import json
+
+    path = Path(out_dir) / PROFILE_DIR / "profile.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _header(result: RunResult, settings: EvalSettings, dataset_description: str) -> dict[str, str]:
+    """The facts at the top of report.html (the same as report.md's)."""
+    ckpt = result.run_info["checkpoint"]
+    return {"model": f"{ckpt['path']} (sha256 {ckpt['sha256'][:12]}, {ckpt['bytes'] / 1e6:.1f} MB)",
+            "predictor": f"{settings.predictor}; {_settings_line(result, settings)}",
+            "data": dataset_description,
+            "challenge": get_challenge(settings.challenge).describe(),
+            "budget": settings.budget.describe()}
 
 
 def terminal_summary(result: RunResult, settings: EvalSettings) -> str:

@@ -27,11 +27,13 @@ def separate_file(separator: Separator, mixture_path: str | os.PathLike[str],
                   out_paths: Mapping[str, str | os.PathLike[str]],
                   progress: ProgressCallback | None = None,
                   times: StageTimes | None = None,
-                  budget: DeadlineController | None = None) -> StageTimes:
+                  budget: DeadlineController | None = None, fmt: str = "float",
+                  clipped: dict[str, int] | None = None) -> StageTimes:
     """Separate one file and write every stem in ``out_paths`` ({source: path}) atomically.
 
     With a ``budget`` controller the windows are planned against its deadline (see
-    ``separation.timebudget``)."""
+    ``separation.timebudget``). ``fmt``: an output format of ``core.audio.OUTPUT_FORMATS``;
+    ``clipped``, when given, receives the samples clipped per stem (integer formats)."""
     from core.audio import StemWriter, open_mixture
 
     times = times if times is not None else StageTimes()
@@ -41,11 +43,13 @@ def separate_file(separator: Separator, mixture_path: str | os.PathLike[str],
     with times.stage("read"):
         source = open_mixture(mixture_path)
     try:
-        with StemWriter({s: out_paths[s] for s in separator.sources}) as writer:
+        with StemWriter({s: out_paths[s] for s in separator.sources}, fmt=fmt) as writer:
             for _, block in separator.iter_blocks(source, progress, times, budget):
                 with times.stage("write"):
                     for i, name in enumerate(separator.sources):
                         writer.write(name, block[i])
+        if clipped is not None:
+            clipped.update(writer.clipped)
     finally:
         if hasattr(source, "close"):
             source.close()

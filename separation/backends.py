@@ -224,11 +224,14 @@ class OnnxBackend(_OnnxFileBackend):
 
     def __init__(self, path: str | os.PathLike[str] | OnnxArtifact, threads: int | None = None,
                  share_stem: bool = True, items_per_call: int | None = None,
-                 providers: list[str] | None = None) -> None:
+                 providers: list[str] | None = None, profile_prefix: str | None = None) -> None:
         import onnxruntime as ort
 
         artifact = self._adopt(path, share_stem, items_per_call)
         options = ort.SessionOptions()
+        if profile_prefix is not None:  # ONNX Runtime's own per-node trace (--profile)
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix
         self.threads = threads or available_cpus()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
@@ -254,6 +257,10 @@ class OnnxBackend(_OnnxFileBackend):
 
     def body(self, features: Features, condition: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self._body.run(None, self._body_feed(features, condition))[0])
+
+    def end_profiling(self) -> list[str]:
+        """Close the profiled sessions' traces; their JSON file names (when built with a prefix)."""
+        return [self._stem.end_profiling(), self._body.end_profiling()]
 
 
 #: ``--precision`` values: fp32 is exact; the others are approximate and gated (separation.precision).
@@ -283,7 +290,8 @@ class OpenVinoBackend(_OnnxFileBackend):
 
     def __init__(self, path: str | os.PathLike[str] | OnnxArtifact, threads: int | None = None,
                  share_stem: bool = True, items_per_call: int | None = None, device: str = "CPU",
-                 precision: str = "fp32", cache_dir: str | os.PathLike[str] | None = None) -> None:
+                 precision: str = "fp32", cache_dir: str | os.PathLike[str] | None = None,
+                 profile: bool = False) -> None:
         import openvino as ov
 
         if precision not in _OV_PRECISION_HINT:
@@ -299,6 +307,10 @@ class OpenVinoBackend(_OnnxFileBackend):
                       "INFERENCE_PRECISION_HINT": _OV_PRECISION_HINT[precision]}
         if device != "CPU":
             properties = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": _OV_PRECISION_HINT[precision]}
+        #: With ``profile``: OpenVINO's performance counters, summed per node over every call.
+        self.counters: dict[tuple[str, str], float] | None = {} if profile else None
+        if profile:
+            properties["PERF_COUNT"] = True
         # OpenVINO's own ONNX reader (the file was checked above), split into the two halves by
         # their inputs and outputs: the halves are disjoint, so nothing is computed twice.
         full = core.read_model(str(artifact.path))
@@ -312,9 +324,18 @@ class OpenVinoBackend(_OnnxFileBackend):
 
     def stem(self, spec: torch.Tensor) -> Features:
         result = self._stem.infer({INPUT_SPEC: np.ascontiguousarray(spec.numpy())})
+        self._count(self._stem)
         # Copies: the request reuses its output buffers on the next call.
         return tuple(torch.from_numpy(np.array(result[out])) for out in self._stem.model_outputs)
 
     def body(self, features: Features, condition: torch.Tensor) -> torch.Tensor:
         result = self._body.infer(self._body_feed(features, condition))
+        self._count(self._body)
         return torch.from_numpy(np.array(result[self._body.model_outputs[0]]))
+
+    def _count(self, request) -> None:
+        if self.counters is None:
+            return
+        for info in request.profiling_info:
+            key = (info.node_type, info.node_name)
+            self.counters[key] = self.counters.get(key, 0.0) + info.real_time.total_seconds()

@@ -154,13 +154,15 @@ def choose_backend(model_path: str | os.PathLike[str], requested: str | None = N
 
 def load_backend(model_path: str | os.PathLike[str], backend: str | None = None,
                  threads: int | None = None, fold_bn: bool = True, precision: str = "fp32",
-                 choice: BackendChoice | None = None, compile_cache: str | os.PathLike[str] | None = None):
+                 choice: BackendChoice | None = None, compile_cache: str | os.PathLike[str] | None = None,
+                 profile_prefix: str | None = None):
     """Load a model file into a backend; returns ``(backend, stft_window)``.
 
     ``backend`` is a name of :data:`BACKEND_CHOICES` (None or ``auto``: :func:`choose_backend`
     picks); ``threads`` sets intra-op threads (default: the CPUs this process may use);
-    ``compile_cache`` is OpenVINO's folder of compiled models. The backend object carries its
-    :class:`BackendChoice` as ``.choice``.
+    ``compile_cache`` is OpenVINO's folder of compiled models; ``profile_prefix`` turns on the ONNX
+    runtimes' own profilers (ONNX Runtime writes ``<prefix>_*.json``; OpenVINO keeps performance
+    counters). The backend object carries its :class:`BackendChoice` as ``.choice``.
     """
     from models.checkpoint import load_checkpoint
 
@@ -178,10 +180,10 @@ def load_backend(model_path: str | os.PathLike[str], backend: str | None = None,
         window = model.window
     elif choice.backend == "openvino":
         model = OpenVinoBackend(artifact or model_path, threads=threads, precision=choice.precision,
-                                cache_dir=compile_cache)
+                                cache_dir=compile_cache, profile=profile_prefix is not None)
         window = model.window
     else:
-        model = OnnxBackend(artifact or model_path, threads=threads)
+        model = OnnxBackend(artifact or model_path, threads=threads, profile_prefix=profile_prefix)
         window = model.window
     model.choice = choice
     return model, window
@@ -190,7 +192,7 @@ def load_backend(model_path: str | os.PathLike[str], backend: str | None = None,
 def load_separator(model_path: str | os.PathLike[str], backend: str | None = None,
                    threads: int | None = None, windows_per_batch: int = 1,
                    precision: str = "fp32", compile_cache: str | os.PathLike[str] | None = None,
-                   niter: int | None = None) -> Separator | UmxSeparator:
+                   niter: int | None = None, profile_prefix: str | None = None) -> Separator | UmxSeparator:
     """Load a model into a separator (``backend``, ``precision``: see :func:`choose_backend`).
 
     ``model_path``: a .ckpt/.pt checkpoint, .ts TorchScript or .onnx of the LaSAFT family, an
@@ -198,7 +200,8 @@ def load_separator(model_path: str | os.PathLike[str], backend: str | None = Non
     demucs ``.th`` package."""
     fmt = baseline_format(model_path)
     if fmt is None:
-        model, window = load_backend(model_path, backend, threads, precision=precision, compile_cache=compile_cache)
+        model, window = load_backend(model_path, backend, threads, precision=precision, compile_cache=compile_cache,
+                                     profile_prefix=profile_prefix)
         return Separator(model, window, windows_per_batch)
     choice = choose_backend(model_path, backend, precision)
     threads = threads or available_cpus()

@@ -69,6 +69,8 @@ class MusicDemixingPredictor:
         self.inference_per_music_timeout = float(os.getenv(ENV_PER_MUSIC_TIMEOUT, DEFAULT_PER_MUSIC_TIMEOUT))
         self.partial_run = os.getenv(ENV_PARTIAL_RUN)
         self.timings: dict[str, float] = {}
+        #: Ending of the stem files this driver asks for (the graders read ``.wav``).
+        self.stem_suffix = ".wav"
 
     # ------------------------------------------------------------------ to implement
     def prediction_setup(self) -> None:
@@ -94,7 +96,7 @@ class MusicDemixingPredictor:
             return os.path.join(self.test_data_path, music_name, "mixture.wav")
         folder = os.path.join(self.results_data_path, music_name)
         os.makedirs(folder, exist_ok=True)
-        return os.path.join(folder, instrument + ".wav")
+        return os.path.join(folder, instrument + self.stem_suffix)
 
     def output_paths(self, music_name: str) -> dict[str, str]:
         return {s: self.get_music_file_location(music_name, s) for s in SOURCES}

@@ -1,24 +1,29 @@
 """The kit's predictor: any registered architecture behind the AIcrowd ``MusicDemixingPredictor``
-interface, configured by one :class:`PredictorSettings` object.
+interface (MDX21: files) and the SDX23 one (``separate_music_file``: arrays), configured by one
+:class:`PredictorSettings` object.
 
 ``prediction_setup()`` loads the model once on the backend and precision the settings ask for
 (an approximate precision only past its quality gate) and, under a budget, takes the cost of
 one pass from the calibration cache or measures it; ``prediction(...)`` separates one mixture
-into the four given paths, written atomically, planned against the settings' budget when there
-is one.
+into the four given paths, written atomically, and ``separate_music_file(array, rate)`` returns
+the stems as arrays; either is planned against the settings' budget when there is one.
 """
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from core.audio import audio_info
-from core.constants import SAMPLE_RATE
+import numpy as np
+
+from core.audio import audio_info, mixture_from_array, output_format, resample
+from core.constants import SAMPLE_RATE, SOURCES
 
 from . import load_separator, separate_file
 from .calibration import cached_pass_seconds, calibration_key, pass_seconds, remember_pass_seconds
 from .music_demixing import MusicDemixingPredictor
+from .engine import StageTimes
 from .precision import check_gate
 from .settings import MARGIN_FIXED_S, PredictorSettings
 from .timebudget import DeadlineController
@@ -31,6 +36,7 @@ class KitPredictor(MusicDemixingPredictor):
     def __init__(self, settings: PredictorSettings | None = None) -> None:
         super().__init__()
         self.settings = settings or PredictorSettings()
+        self.stem_suffix = output_format(self.settings.output_format).suffix  # grader mode's stem files
         self.separator = None
         self.pass_seconds: float | None = None
         self.calibration: str | None = None
@@ -44,6 +50,8 @@ class KitPredictor(MusicDemixingPredictor):
         self._abandoned: DeadlineController | None = None  # the track whose call may still run
         self.last_budget_report: dict | None = None
         self.last_times: dict[str, float] = {}
+        #: Samples clipped per stem on the last track (integer output formats only).
+        self.last_clipped: dict[str, int] = {}
 
     @property
     def progress(self) -> bool:
@@ -88,22 +96,61 @@ class KitPredictor(MusicDemixingPredictor):
 
     def prediction(self, mixture_file_path: str, bass_file_path: str, drums_file_path: str,
                    other_file_path: str, vocals_file_path: str) -> None:
-        """Separate one mixture into the four given paths (written atomically)."""
-        if self.separator is None:
-            self.prediction_setup()
+        """MDX21 interface: separate one mixture into the four given paths (written atomically)."""
         out = {"bass": bass_file_path, "drums": drums_file_path,
                "other": other_file_path, "vocals": vocals_file_path}
+        frames, rate, _ = audio_info(mixture_file_path)
+        with self._track(Path(mixture_file_path).name, frames / rate) as (controller, progress):
+            self.last_clipped = {}
+            self.last_times = dict(separate_file(self.separator, mixture_file_path, out, progress,
+                                                 budget=controller, fmt=self.settings.output_format,
+                                                 clipped=self.last_clipped))
+
+    # ------------------------------------------------------------------ SDX23 interface
+    @property
+    def instruments(self) -> list[str]:
+        """SDX23 interface: the instruments :meth:`separate_music_file` returns."""
+        return sorted(SOURCES)
+
+    def raise_aicrowd_error(self, msg: str) -> None:
+        """SDX23 interface: how a predictor reports an error to that grader."""
+        raise NameError(msg)
+
+    def separate_music_file(self, mixed_sound_array: np.ndarray,
+                            sample_rate: int) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+        """SDX23 interface: ``soundfile.read``'s (n,) or (n, 2) array at ``sample_rate`` ->
+        ({instrument: (n, 2) float32}, {instrument: rate}), at the input's rate and length."""
+        source = mixture_from_array(mixed_sound_array, sample_rate)
+        n_sources = len(SOURCES)
+        stems = np.zeros((n_sources, source.n_samples, 2), dtype=np.float32)
+        times = StageTimes()
+        with self._track("array", source.n_samples / SAMPLE_RATE) as (controller, progress):
+            for start, block in self.separator.iter_blocks(source, progress, times, controller):
+                stems[:, start:start + block.shape[1]] = block
+            self.last_times = dict(times)
+        arrays = {name: stems[i] for i, name in enumerate(self.separator.sources)}
+        if int(sample_rate) != SAMPLE_RATE:  # give the grader back what it gave: its rate and length
+            n = len(mixed_sound_array)
+            arrays = {k: _fit(resample(v, SAMPLE_RATE, int(sample_rate)), n) for k, v in arrays.items()}
+        return ({k: arrays[k] for k in self.instruments}, {k: int(sample_rate) for k in self.instruments})
+
+    # ------------------------------------------------------------------ one track, either interface
+    @contextmanager
+    def _track(self, label: str, duration_s: float) -> Iterator[tuple[DeadlineController | None, Any]]:
+        """Set up one track's deadline controller and progress bar; afterwards, handle a call the
+        deadline abandoned and remember what the track measured."""
+        if self.separator is None:
+            self.prediction_setup()
         if self._abandoned is not None:
             # A call abandoned at the last track's deadline still runs on the same backend (whose
             # runtimes are not safe to call twice at once): let it finish first.
             self._abandoned.close(wait=True)
             self._abandoned = None
-        controller = self._controller(mixture_file_path)
+        controller = self._controller(duration_s)
         interrupted = True
         try:
-            with progress_bar(Path(mixture_file_path).name, self.settings.progress) as progress:
-                self.last_times = dict(separate_file(self.separator, mixture_file_path, out, progress,
-                                                     budget=controller))
+            with progress_bar(label, self.settings.progress) as progress:
+                yield controller, progress
             interrupted = False
         finally:
             if controller is not None:
@@ -116,16 +163,15 @@ class KitPredictor(MusicDemixingPredictor):
                     self._abandoned = controller
                 self._learn(controller)
 
-    def _controller(self, mixture_file_path: str) -> DeadlineController | None:
-        """A deadline controller for this track, or None when no budget applies."""
+    def _controller(self, duration_s: float) -> DeadlineController | None:
+        """A deadline controller for a track of ``duration_s`` seconds, or None when no budget applies."""
         self.last_budget_report = None
         s = self.settings
         if not s.budgeted:
             return None
         started = self.next_track_started or time.monotonic()
         self.next_track_started = None
-        frames, rate, _ = audio_info(mixture_file_path)
-        limit = s.budget.limit_for(frames / rate)
+        limit = s.budget.limit_for(duration_s)
         if s.hard_limit_s:  # a grader's own hard limit wins when it is tighter
             limit = min(limit, s.hard_limit_s)
         margin = s.margin_fraction * limit + MARGIN_FIXED_S
@@ -144,6 +190,13 @@ class KitPredictor(MusicDemixingPredictor):
             if self._calibration_key is not None:
                 remember_pass_seconds(self._calibration_key, self.settings.calibration_cache, self.pass_seconds,
                                       backend=self.separator.backend.name, model=self.settings.model_path().name)
+
+
+def _fit(audio: np.ndarray, n: int) -> np.ndarray:
+    """(m, 2) cut or zero-padded to (n, 2)."""
+    if audio.shape[0] >= n:
+        return np.ascontiguousarray(audio[:n])
+    return np.concatenate([audio, np.zeros((n - audio.shape[0], audio.shape[1]), audio.dtype)])
 
 
 class progress_bar:

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from core.audio import output_format
 from models import DEFAULT_MODEL
 from models.umx import looks_like_umx_folder
 
@@ -30,9 +31,10 @@ ENV_BUDGET_RATIO = "MDX_BUDGET_RATIO"      # x track duration (overrides the rul
 ENV_BUDGET_MARGIN = "MDX_BUDGET_MARGIN"    # safety margin, fraction of the limit
 ENV_EXTRAS = "MDX_EXTRAS"                  # 0 disables quality extras under a budget
 ENV_NITER = "MDX_NITER"                    # Open-Unmix's Wiener iterations
+ENV_FORMAT = "MDX_FORMAT"                  # stem encoding: float | wav16 | wav24 | flac
 #: Every variable grader mode reads, for reports and resume checks.
 GRADER_VARIABLES = (ENV_MODEL, ENV_BACKEND, ENV_THREADS, ENV_PRECISION, ENV_BUDGET_RULE, ENV_BUDGET_SECONDS,
-                    ENV_BUDGET_RATIO, ENV_BUDGET_MARGIN, ENV_EXTRAS, ENV_NITER, ENV_PER_MUSIC_TIMEOUT)
+                    ENV_BUDGET_RATIO, ENV_BUDGET_MARGIN, ENV_EXTRAS, ENV_NITER, ENV_FORMAT, ENV_PER_MUSIC_TIMEOUT)
 
 #: Safety margin kept free of the per-track limit: this fraction of it, plus one second.
 DEFAULT_MARGIN_FRACTION = 0.1
@@ -56,7 +58,8 @@ class PredictorSettings:
     measure and compile at every setup).
     ``require_gate``: refuse an approximate precision without a passing quality gate (only the
     gate's own measurement turns this off). ``niter``: Open-Unmix's Wiener post-filter iterations
-    (None: the package's default, 1; other architectures ignore it).
+    (None: the package's default, 1; other architectures ignore it). ``output_format``: how stems
+    are encoded (``core.audio.OUTPUT_FORMATS``; float by default, what graders and the evaluator read).
     """
 
     model: Path | None = None
@@ -72,12 +75,14 @@ class PredictorSettings:
     cache_dir: Path | None = dataclasses.field(default_factory=lambda: calibration.default_cache_dir())
     require_gate: bool = True
     niter: int | None = None
+    output_format: str = "float"
 
     def __post_init__(self) -> None:
         if self.model is not None:
             object.__setattr__(self, "model", Path(self.model))
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        output_format(self.output_format)  # raises for an unknown name
         if self.niter is not None and self.niter < 0:
             raise ValueError(f"niter must be >= 0, got {self.niter}")
         if self.threads is not None and self.threads < 1:
@@ -110,7 +115,8 @@ class PredictorSettings:
                 "threads": self.threads, "precision": self.precision,
                 "budget": self.budget.to_dict() if self.budget else None,
                 "margin_fraction": self.margin_fraction, "extras": self.extras, "hard_limit_s": self.hard_limit_s,
-                "cache_dir": str(self.cache_dir) if self.cache_dir else None, "niter": self.niter}
+                "cache_dir": str(self.cache_dir) if self.cache_dir else None, "niter": self.niter,
+                "output_format": self.output_format}
 
 
 def resolve_model_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -148,7 +154,7 @@ def grader_settings(environ: Mapping[str, str], default_budget: BudgetRule | Non
         "threads": int(threads) if threads else None, "precision": environ.get(ENV_PRECISION) or "fp32",
         "budget": budget, "margin_fraction": float(margin) if margin else DEFAULT_MARGIN_FRACTION,
         "extras": environ.get(ENV_EXTRAS, "1") != "0", "hard_limit_s": float(hard) if hard else None,
-        "niter": int(niter) if niter else None,
+        "niter": int(niter) if niter else None, "output_format": environ.get(ENV_FORMAT) or "float",
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return PredictorSettings(**values)

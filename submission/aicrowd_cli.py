@@ -20,12 +20,14 @@ _OFFLINE = re.compile(
     r"temporary failure in name resolution|nameresolutionerror|network is unreachable|could not resolve host|"
     r"connection (timed out|refused)|read timed out", re.IGNORECASE)
 
-INSTALL_HINT = ("the AIcrowd CLI (`aicrowd`) is not installed or not on PATH: `pip install aicrowd-cli`, then "
-                "`aicrowd login`; or submit without --cli (bash submit.sh VERSION pushes to the remote 'aicrowd')")
+INSTALL_HINT = ("the AIcrowd CLI (`aicrowd`) is not installed or not on PATH: `pip install -r requirements.txt` "
+                "(it pins aicrowd-cli) or activate the kit's .venv, then `aicrowd login`; or submit without --cli "
+                "(bash submit.sh VERSION pushes to the remote 'aicrowd')")
 
 
-def default_challenge() -> str:
-    return os.getenv(ENV_CHALLENGE) or DEFAULT_CHALLENGE
+def default_challenge(slug: str = DEFAULT_CHALLENGE) -> str:
+    """The AIcrowd challenge to submit to: $AICROWD_CHALLENGE, else ``slug`` (the profile's)."""
+    return os.getenv(ENV_CHALLENGE) or slug
 
 
 def cli_available() -> bool:

@@ -12,19 +12,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from separation.challenges import get_challenge
 from submission import gitops
 
 #: What the AIcrowd grader reads from the repository (run.sh is its entry point).
 REQUIRED_FILES = ("aicrowd.json", "run.sh", "predict.py", "requirements.txt", "environment.yml", "apt.txt")
 #: File endings of model artifacts; .gitattributes routes exactly these through git-lfs.
 ARTIFACT_SUFFIXES = (".onnx", ".ckpt", ".pt", ".pth", ".th", ".ts")
-#: The MDX grader; both ids in aicrowd.json must name it.
-MDX_GRADER_ID = "evaluations-api-music-demixing"
-#: Keys and types that aicrowd-cli's own verification insists on, plus the MDX dataset flag.
-AICROWD_JSON_KEYS: dict[str, type] = {
-    "challenge_id": str, "grader_id": str, "authors": list, "description": str,
-    "gpu": bool, "external_dataset_used": bool,
-}
+#: Keys and types aicrowd.json needs for the default challenge (each profile of
+#: ``separation.challenges`` has its own: SDX23 adds ``labelnoise`` and ``bleeding``).
+AICROWD_JSON_KEYS: dict[str, type] = dict(get_challenge(None).aicrowd_keys)
 #: First bytes of a git-lfs pointer file (a checkout without git-lfs leaves these, not the model).
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
 _PLACEHOLDER_AUTHORS = {"", "your-aicrowd-username", "<your-aicrowd-username>"}
@@ -54,8 +51,10 @@ def check_run_sh(repo: Path) -> list[str]:
     return []
 
 
-def aicrowd_json_problems(path: Path) -> list[str]:
-    """Problems with aicrowd.json: unreadable, not JSON, keys missing or mistyped, wrong grader."""
+def aicrowd_json_problems(path: Path, challenge: str | None = None) -> list[str]:
+    """Problems with aicrowd.json for ``challenge`` (a profile name; None: the default): unreadable,
+    not JSON, keys missing or mistyped, another challenge's ids, a GPU where the challenge has none."""
+    profile = get_challenge(challenge)
     if not path.is_file():
         return []  # reported as a missing required file
     try:
@@ -65,14 +64,16 @@ def aicrowd_json_problems(path: Path) -> list[str]:
     if not isinstance(data, dict):
         return ["aicrowd.json must hold a JSON object ({...})"]
     problems = []
-    for key, kind in AICROWD_JSON_KEYS.items():
+    for key, kind in profile.aicrowd_keys:
         if key not in data:
-            problems.append(f"aicrowd.json lacks the key {key!r} ({kind.__name__})")
+            problems.append(f"aicrowd.json lacks the key {key!r} ({kind.__name__}), which {profile.name} needs")
         elif type(data[key]) is not kind:  # bool is an int subclass; JSON true must not pass as 1
             problems.append(f"aicrowd.json: {key!r} must be a {kind.__name__}, not {type(data[key]).__name__}")
-    for key in ("challenge_id", "grader_id"):
-        if isinstance(data.get(key), str) and data[key] != MDX_GRADER_ID:
-            problems.append(f"aicrowd.json: {key!r} is {data[key]!r}; the MDX grader is {MDX_GRADER_ID!r}")
+    for key, wanted in profile.aicrowd_values:
+        if isinstance(data.get(key), str) and data[key] != wanted:
+            problems.append(f"aicrowd.json: {key!r} is {data[key]!r}; {profile.title} ({profile.name}) is {wanted!r}")
+    if data.get("gpu") is True and not profile.gpu_allowed:
+        problems.append(f"aicrowd.json: 'gpu' is true, but {profile.title} grades on CPUs only")
     authors = data.get("authors")
     if isinstance(authors, list):
         if not authors:

@@ -1,4 +1,5 @@
-"""``bash submit.sh VERSION [--cli] [--check]``: refuse unsafe states, run the preflight, then submit.
+"""``bash submit.sh VERSION [--cli] [--check] [--challenge PROFILE]``: refuse unsafe states, run the
+preflight for the challenge's rules (``separation.challenges``), then submit.
 
 Order: repository state (clean tree, new tag, nothing private in the push) -> preflight (required
 files, run.sh, aicrowd.json, predictor import, model artifacts, smoke prediction) -> tag and push to
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from separation.challenges import CHALLENGES, DEFAULT_CHALLENGE, get_challenge
 from submission import aicrowd_cli, checks, gitops
 from submission.gitops import SubmissionError
 
@@ -41,15 +43,16 @@ class Preflight:
         print(f"  skip  {label} ({why})")
 
 
-def run_preflight(repo: Path, smoke_seconds: float) -> list[str]:
-    """Every preflight check in order; returns the problems (empty means ready to submit)."""
+def run_preflight(repo: Path, smoke_seconds: float, challenge: str = DEFAULT_CHALLENGE) -> list[str]:
+    """Every preflight check in order, for ``challenge``'s rules; returns the problems (empty means
+    ready to submit)."""
     pf = Preflight()
     pf.step(f"required files: {', '.join(checks.REQUIRED_FILES)}", checks.check_required_files(repo))
     if (repo / "run.sh").is_file():
         pf.step("run.sh is executable", checks.check_run_sh(repo))
     else:
         pf.skip("run.sh is executable", "run.sh is missing")
-    pf.step("aicrowd.json is valid", checks.aicrowd_json_problems(repo / "aicrowd.json"))
+    pf.step(f"aicrowd.json is valid for {challenge}", checks.aicrowd_json_problems(repo / "aicrowd.json", challenge))
     importable = pf.step("predict.py imports its predictor class", checks.check_predictor_importable(repo))
 
     artifacts = checks.model_artifacts(repo)
@@ -148,9 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--cli", action="store_true",
                       help="submit with `aicrowd submission create` instead of a plain git push")
     mode.add_argument("--check", action="store_true", help="run the preflight only; tag and push nothing")
-    parser.add_argument("--challenge", default=None,
-                        help=f"challenge for --cli (default ${aicrowd_cli.ENV_CHALLENGE} or "
-                             f"{aicrowd_cli.DEFAULT_CHALLENGE})")
+    parser.add_argument("--challenge", choices=list(CHALLENGES), default=DEFAULT_CHALLENGE,
+                        help=f"the challenge's rules (default {DEFAULT_CHALLENGE}): which aicrowd.json fields the "
+                             "preflight checks, and the challenge --cli submits to (its AIcrowd slug, unless "
+                             f"${aicrowd_cli.ENV_CHALLENGE} names another)")
     parser.add_argument("--smoke-seconds", type=float, default=None,
                         help=f"length of the generated smoke song (default ${ENV_SMOKE_SECONDS} or "
                              f"{DEFAULT_SMOKE_SECONDS:g})")
@@ -188,7 +192,7 @@ def _run(args: argparse.Namespace) -> int:
             return 1
     commit = gitops.head_commit(repo)
     print(f"submit: preflight for {tag} (commit {commit[:12]})")
-    problems = run_preflight(repo, smoke_seconds)
+    problems = run_preflight(repo, smoke_seconds, args.challenge)
     if problems:
         print(f"submit: preflight failed with {len(problems)} problem(s); nothing was tagged or pushed",
               file=sys.stderr)
@@ -197,7 +201,8 @@ def _run(args: argparse.Namespace) -> int:
         print("submit: preflight passed (--check: nothing tagged or pushed)")
         return 0
     if args.cli:
-        output = aicrowd_cli.create_submission(repo, tag, args.challenge or aicrowd_cli.default_challenge(), tag)
+        slug = aicrowd_cli.default_challenge(get_challenge(args.challenge).aicrowd_slug)
+        output = aicrowd_cli.create_submission(repo, tag, slug, tag)
         print(output.rstrip())
         print(f"submit: submitted {tag} ({commit[:12]}) with the AIcrowd CLI")
     else:

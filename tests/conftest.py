@@ -44,3 +44,13 @@ def tiny_ckpt(tmp_path, tiny_network) -> Path:
     path = tmp_path / "tiny.ckpt"
     save_lightning_checkpoint(path, tiny_network)
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt_module(tmp_path_factory) -> Path:
+    """The tiny checkpoint, once per test module (for module-scoped runs)."""
+    from models.checkpoint import save_lightning_checkpoint
+
+    path = tmp_path_factory.mktemp("tiny") / "tiny.ckpt"
+    save_lightning_checkpoint(path, random_network())
+    return path

@@ -6,17 +6,21 @@ and checks what did (or did not) arrive in the bare remote.
 """
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 import predict
 from separation.budget import BudgetRule
+from separation.challenges import CHALLENGES, get_challenge
 from submission import aicrowd_cli, checks, gitops, smoke
 from tests.helpers import REPO_ROOT
 
@@ -26,13 +30,24 @@ MODEL_REL = predict.DEFAULT_MODEL.relative_to(REPO_ROOT).as_posix()
 _MAX_COPY_BYTES = 1 << 20
 
 
+@functools.lru_cache(maxsize=1)
+def _python_only_bin() -> str:
+    """A folder whose only command is `python`, running this test's interpreter (its virtualenv's
+    bin folder also holds the real `aicrowd`, which most tests must not find)."""
+    folder = Path(tempfile.mkdtemp(prefix="mdxkit-python-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    for name in ("python", "python3"):
+        (folder / name).write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        (folder / name).chmod(0o755)
+    return str(folder)
+
+
 def _path_without_aicrowd() -> str:
-    """This Python's bin folder first, then PATH minus any folder holding a real `aicrowd` command
-    (aicrowd-cli is not a kit requirement, so the venv itself does not have one)."""
+    """This Python first, then PATH minus any folder holding an `aicrowd` command."""
     own = str(Path(sys.executable).parent)
     rest = [d for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
             if d and d != own and not (Path(d) / "aicrowd").exists()]
-    return os.pathsep.join([own, *dict.fromkeys(rest)])
+    return os.pathsep.join([_python_only_bin(), *dict.fromkeys(rest)])
 
 
 def git_env(**extra: str) -> dict[str, str]:
@@ -263,6 +278,61 @@ def test_smoke_prediction_over_budget_fails_with_the_rule(tiny_model_env, monkey
     expected = re.escape(f"over the budget ({BudgetRule.round2().describe()}) for a 1.5 s song")
     with pytest.raises(smoke.SmokeFailure, match=expected):
         smoke.run_smoke_prediction(1.5)
+
+
+# ---------------------------------------------------------------------- the real aicrowd-cli
+def _real_aicrowd() -> Path:
+    cli = Path(sys.executable).parent / "aicrowd"
+    if not cli.exists():
+        msg = "aicrowd-cli is not installed in this environment (pip install -r requirements.txt)"
+        if os.getenv("CI") == "true":
+            pytest.fail(msg + "; CI must have it")
+        pytest.skip(msg)
+    return cli
+
+
+def _real_cli_env(monkeypatch, tmp_path, api_key: str | None) -> None:
+    """The real `aicrowd` on PATH, its config in a temporary folder, AIcrowd's API at a closed
+    local port (no network here anyway: nothing can leave)."""
+    cli = _real_aicrowd()
+    monkeypatch.setenv("PATH", f"{cli.parent}{os.pathsep}{os.environ['PATH']}")
+    config = tmp_path / "config"
+    (config / "aicrowd-cli").mkdir(parents=True)
+    if api_key is not None:
+        (config / "aicrowd-cli" / "config.toml").write_text(f'aicrowd_api_key = "{api_key}"\n')
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    monkeypatch.setenv("AICROWD_API_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.delenv(aicrowd_cli.ENV_CHALLENGE, raising=False)
+    for key, value in git_env().items():
+        if key.startswith("GIT_"):
+            monkeypatch.setenv(key, value)
+
+
+def test_real_aicrowd_cli_has_the_options_the_kit_passes():
+    help_text = subprocess.run([str(_real_aicrowd()), "submission", "create", "--help"], capture_output=True,
+                               text=True, timeout=120, check=True).stdout
+    for option in ("--challenge", "--tag", "--description"):
+        assert option in help_text
+
+
+@pytest.mark.parametrize("profile", sorted(CHALLENGES))
+def test_real_aicrowd_cli_offline_is_explained_and_pushes_nothing(kit, tmp_path, monkeypatch, profile):
+    _real_cli_env(monkeypatch, tmp_path, api_key="0" * 32)
+    slug = get_challenge(profile).aicrowd_slug
+    with pytest.raises(gitops.SubmissionError) as err:
+        aicrowd_cli.create_submission(kit, TAG, slug, TAG)
+    message = str(err.value)
+    assert "could not reach AIcrowd" in message and "nothing was submitted" in message, message
+    assert "No such option" not in message and "Usage:" not in message  # it parsed what the kit passed
+    assert not gitops.local_tag_exists(kit, TAG)
+    assert remote_refs(kit) == {}
+
+
+def test_real_aicrowd_cli_without_login_says_so(kit, tmp_path, monkeypatch):
+    _real_cli_env(monkeypatch, tmp_path, api_key=None)
+    with pytest.raises(gitops.SubmissionError, match="not logged in to AIcrowd"):
+        aicrowd_cli.create_submission(kit, TAG, get_challenge("mdx21").aicrowd_slug, TAG)
+    assert remote_refs(kit) == {}
 
 
 # ---------------------------------------------------------------------- repository refusals

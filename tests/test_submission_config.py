@@ -159,7 +159,7 @@ def test_aicrowd_json_missing_key_is_named(tmp_path, key):
     ({"authors": "me"}, "'authors' must be a list, not str"),
     ({"authors": []}, "'authors' is empty"),
     ({"authors": ["your-aicrowd-username"]}, "not placeholders"),
-    ({"grader_id": "music-demixing"}, "'grader_id' is 'music-demixing'; the MDX grader is"),
+    ({"grader_id": "music-demixing"}, "'grader_id' is 'music-demixing'; Music Demixing Challenge 2021"),
     ({"challenge_id": "evaluations-api-other"}, "'challenge_id' is 'evaluations-api-other'"),
 ])
 def test_aicrowd_json_wrong_values_are_named(tmp_path, change, expected):
