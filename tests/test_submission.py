@@ -422,7 +422,7 @@ def test_cli_submission_goes_through_aicrowd_submission_create(kit, fake_aicrowd
 
 def test_cli_missing_is_explained_before_any_work(kit):
     proc = submit(kit, "v0.1", "--cli")
-    assert_refused(proc, kit, "`aicrowd`) is not installed", "pip install aicrowd-cli")
+    assert_refused(proc, kit, "`aicrowd`) is not installed", "pip install -r requirements.txt")
 
 
 @pytest.mark.parametrize("mode, phrase", [
