@@ -8,10 +8,11 @@
   else on its architecture's CPU runtime (``Architecture.cpu_runtime``): OpenVINO's CPU plugin
   when ``openvino`` is importable and keeps the architecture's parity criteria, else ONNX Runtime.
 
-OpenVINO before ONNX Runtime on the CPU is a measured choice (README, "Speed"): on the same
-LightSAFT artifact it separated 60 s 1.40x faster than ONNX Runtime (1.32x for the whole command,
-start-up included), with stems within 3e-7 of the checkpoint's. LASAFT-Net-v2 stays on ONNX Runtime: OpenVINO's float32 rounding moves it past its
-criteria on the export check's test signal.
+OpenVINO before ONNX Runtime on the CPU is a measured choice per architecture (README, "Speed"):
+on the same LightSAFT artifact it separated 60 s 1.40x faster than ONNX Runtime (1.32x for the
+whole command, start-up included), with stems within 3e-7 of the checkpoint's. LaSAFT v1 stays on
+ONNX Runtime (OpenVINO 2.2x slower, 3x the memory), and so does LASAFT-Net-v2 (OpenVINO's float32
+rounding moves it past its criteria on the export check's test signal).
 """
 from __future__ import annotations
 

@@ -63,8 +63,10 @@ def test_auto_picks_the_runtime_by_file_kind_and_machine(cpu_only, monkeypatch):
     assert choose_backend("m.ts").backend == "torchscript"
     monkeypatch.setattr(loading, "openvino_available", lambda: True)
     assert choose_backend("m.onnx").backend == "openvino"
-    # an architecture that OpenVINO's rounding moves past its criteria stays on ONNX Runtime
-    assert get("lasaft_v2").cpu_runtime == "onnx" and get("lightsaft").cpu_runtime == "openvino"
+    # LASAFT-Net-v2 (OpenVINO's rounding moves it past its criteria) and LaSAFT v1 (OpenVINO measured
+    # 2.2x slower) stay on ONNX Runtime
+    assert get("lasaft_v2").cpu_runtime == "onnx" == get("lasaft_v1").cpu_runtime
+    assert get("lightsaft").cpu_runtime == "openvino"
     assert choose_backend("m.onnx", cpu_runtime="onnx").backend == "onnx"
     assert choose_backend("m.onnx", "openvino", cpu_runtime="onnx").backend == "openvino"  # asked for
     monkeypatch.setattr(loading, "openvino_available", lambda: False)
