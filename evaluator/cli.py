@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after the run, separate the slowest song again under the runtime's own profiler (ONNX "
                         "Runtime's trace, OpenVINO's counters or torch.profiler): top operators in the report, the "
                         "raw trace in RUN_DIR/profile/")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="separate songs in N local worker processes (each loads the model once, runs one song at "
+                        "a time with --threads threads, and times it itself); a worker that dies costs its song one "
+                        "retry elsewhere (default 1: in this process)")
     p.add_argument("--quiet", action="store_true", help="no per-song progress bar")
     return p
 
@@ -103,19 +107,24 @@ def _error(message: str) -> int:
     return 2
 
 
-def _dataset(args: argparse.Namespace, out_dir: Path):
-    from . import datasets
+def _dataset_spec(args: argparse.Namespace, out_dir: Path):
+    """What the options say the data is, in a form worker processes can rebuild it from."""
     from .harness import INPUTS_DIR, STATE_DIR
+    from .workers import DatasetSpec
 
-    songs = [s.strip() for s in args.songs.split(",") if s.strip()] if args.songs else None
-    scratch = out_dir / STATE_DIR / INPUTS_DIR
+    songs = tuple(s.strip() for s in args.songs.split(",") if s.strip()) if args.songs else None
+    scratch = str(out_dir / STATE_DIR / INPUTS_DIR)
     if args.data:
-        return datasets.mdx_folder(args.data, songs)
+        return DatasetSpec("data", args.data, scratch, songs=songs)
     if args.musdb:
-        return datasets.musdb_set(args.musdb, scratch, args.subset, args.is_wav, songs)
+        return DatasetSpec("musdb", args.musdb, scratch, args.subset, args.is_wav, songs)
     if args.stempeg_excerpt:
-        return datasets.stempeg_excerpt(scratch)
-    return datasets.demo(args.demo or DEFAULT_DEMO_DIR, songs)
+        return DatasetSpec("stempeg", None, scratch)
+    return DatasetSpec("demo", str(args.demo or DEFAULT_DEMO_DIR), scratch, songs=songs)
+
+
+def _dataset(args: argparse.Namespace, out_dir: Path):
+    return _dataset_spec(args, out_dir).load()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.threads is None and not os.environ.get(ENV_THREADS):
             # the grader's threads, as far as this machine has them
             args.threads = min(challenge.grader_threads, available_cpus())
+        if args.workers < 1:
+            raise ValueError("--workers must be at least 1")
         if len(models) > 1 and args.predictor:
             raise ValueError("--predictor runs one class; compare models with the kit's predictor")
         # What grader mode would submit: its settings from this environment, planned against the
@@ -164,9 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             _import_museval()  # fail before hours of separation, not after
         dataset = _dataset(args, out_dir)
+        args.dataset_spec = _dataset_spec(args, out_dir)
         if len(all_settings) == 1:
             settings = _eval_settings(args, out_dir, all_settings[0], budget, DEFAULT_PREDICTOR)
-            return _run_one(dataset, settings, budget, args.profile)
+            return _run_one(dataset, settings, budget, args)
         return _compare(args, dataset, out_dir, all_settings, budget)
     except (DatasetError, RunDirError, ValueError) as exc:
         return _error(str(exc))
@@ -183,9 +195,11 @@ def _eval_settings(args: argparse.Namespace, out_dir: Path, predictor_settings, 
                         oracle=not args.no_oracle, predictor=args.predictor or default, challenge=args.challenge)
 
 
-def _evaluate(dataset, settings, budget: BudgetRule, profile: bool = False):
-    """Run one model (and profile its slowest song when asked); returns (result, report paths)."""
+def _evaluate(dataset, settings, budget: BudgetRule, args: argparse.Namespace):
+    """Run one model (over --workers processes; and profile its slowest song when asked); returns
+    (result, report paths)."""
     from .harness import evaluate
+    from .workers import evaluate_parallel
     from .reports import write_reports
     from .scoring import ScoringError
 
@@ -195,10 +209,13 @@ def _evaluate(dataset, settings, budget: BudgetRule, profile: bool = False):
           f"against {budget.describe()} through the {get_challenge(settings.challenge).interface} interface; the "
           f"predictor plans against {plan}", file=sys.stderr, flush=True)
     try:
-        result = evaluate(dataset, settings)
+        if args.workers > 1:
+            result = evaluate_parallel(dataset, args.dataset_spec, settings, args.workers)
+        else:
+            result = evaluate(dataset, settings)
     except ScoringError as exc:
         raise ValueError(str(exc)) from None
-    if profile:
+    if args.profile:
         _profile_slowest(dataset, result, settings)
     return result, write_reports(result, settings, dataset.description)
 
@@ -229,10 +246,10 @@ def _ok(result) -> bool:
     return all(r["status"] == "ok" and not r.get("miss") for r in result.records)
 
 
-def _run_one(dataset, settings, budget: BudgetRule, profile: bool = False) -> int:
+def _run_one(dataset, settings, budget: BudgetRule, args: argparse.Namespace) -> int:
     from .reports import terminal_summary
 
-    result, paths = _evaluate(dataset, settings, budget, profile)
+    result, paths = _evaluate(dataset, settings, budget, args)
     print(terminal_summary(result, settings))
     print(f"\nreport: {paths['report.md']}\nreport (pictures): {paths['report.html']}")
     return 0 if _ok(result) else 1
@@ -247,7 +264,7 @@ def _compare(args: argparse.Namespace, dataset, out_dir: Path, all_settings: lis
     labels = run_labels([s.model_path() for s in all_settings])
     for label, predictor_settings in zip(labels, all_settings):
         settings = _eval_settings(args, out_dir / label, predictor_settings, budget, DEFAULT_PREDICTOR)
-        result, _ = _evaluate(dataset, settings, budget, args.profile)
+        result, _ = _evaluate(dataset, settings, budget, args)
         ok = ok and _ok(result)
         predictor = (result.sessions[-1] if result.sessions else {}).get("predictor")
         rows.append(comparison_row(label, scores_report(result, dataset.description),

@@ -311,8 +311,34 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def evaluate(dataset: Dataset, settings: EvalSettings, log: Log = _stderr) -> RunResult:
-    """Run (or resume) an evaluation of ``dataset`` into ``settings.out_dir``."""
+@dataclasses.dataclass
+class RunState:
+    """What a run (sequential or spread over workers) starts from: finished records and the rest."""
+
+    state: Path
+    identity: dict
+    records: dict[str, dict]
+    pending: list[Song]
+    skipped: list[str]
+    sessions: list[dict]
+
+    def save_record(self, record: dict) -> None:
+        """Write one song's record atomically (the only writer of records is the run's own process)."""
+        atomic_write_json(_record_path(self.state, record["song"]), record)
+        self.records[record["song"]] = record
+
+    def save_session(self, session: dict) -> int:
+        self.sessions.append(session)
+        atomic_write_json(self.state / "sessions.json", self.sessions)
+        return len(self.sessions) - 1
+
+    def result(self, dataset: Dataset) -> RunResult:
+        ordered = [self.records[s.name] for s in dataset.songs]
+        return RunResult(ordered, self.sessions, self.identity, [s.name for s in self.pending], self.skipped)
+
+
+def prepare_run(dataset: Dataset, settings: EvalSettings, log: Log = _stderr) -> RunState:
+    """Check the run folder, keep what already finished (verified), and list what is left."""
     out_dir = settings.out_dir = Path(settings.out_dir).resolve()
     state = out_dir / STATE_DIR
     (state / "songs").mkdir(parents=True, exist_ok=True)
@@ -339,25 +365,40 @@ def evaluate(dataset: Dataset, settings: EvalSettings, log: Log = _stderr) -> Ru
                                                or (settings.oracle and "reference_rows" not in record)):
             _with_prepared(song, lambda: _score(record, song, settings))
             atomic_write_json(_record_path(state, song.name), record)
+    return RunState(state, identity, records, pending, skipped, read_json(state / "sessions.json") or [])
 
-    sessions = read_json(state / "sessions.json") or []
-    if pending:
+
+def run_song(predictor: MusicDemixingPredictor, song: Song, settings: EvalSettings) -> dict:
+    """One song through the predictor and the scorer; a song whose input will not load gets an
+    error record (the run goes on)."""
+    try:
+        record = _with_prepared(song, lambda: _run_and_score(predictor, song, settings))
+    except (OSError, ValueError, RuntimeError) as exc:  # the input itself would not load
+        record = _new_record(song, settings.budget.limit_for(song.duration_s))
+        record.update(status=STATUS_ERROR, error=f"{type(exc).__name__}: {exc}")
+    return record
+
+
+def failed_record(song: Song, settings: EvalSettings, error: str) -> dict:
+    """The record of a song that could not be separated at all (e.g. its worker died twice)."""
+    record = _new_record(song, settings.budget.limit_for(song.duration_s))
+    record.update(status=STATUS_ERROR, error=error)
+    return record
+
+
+def evaluate(dataset: Dataset, settings: EvalSettings, log: Log = _stderr) -> RunResult:
+    """Run (or resume) an evaluation of ``dataset`` into ``settings.out_dir``, one song after another."""
+    run = prepare_run(dataset, settings, log)
+    if run.pending:
         with _environment({ENV_RESULTS: str(settings.out_dir)}):
             predictor, session = _setup(settings, log)
-            sessions.append(session)
-            atomic_write_json(state / "sessions.json", sessions)
-            for index, song in enumerate(pending, 1):
-                try:
-                    record = _with_prepared(song, lambda: _run_and_score(predictor, song, settings))
-                except (OSError, ValueError, RuntimeError) as exc:  # the input itself would not load
-                    record = _new_record(song, settings.budget.limit_for(song.duration_s))
-                    record.update(status=STATUS_ERROR, error=f"{type(exc).__name__}: {exc}")
-                record["session"] = len(sessions) - 1
-                atomic_write_json(_record_path(state, song.name), record)
-                records[song.name] = record
-                log(_song_line(index, len(pending), record))
-    ordered = [records[s.name] for s in dataset.songs]
-    return RunResult(ordered, sessions, identity, [s.name for s in pending], skipped)
+            index_of_session = run.save_session(session)
+            for index, song in enumerate(run.pending, 1):
+                record = run_song(predictor, song, settings)
+                record["session"] = index_of_session
+                run.save_record(record)
+                log(_song_line(index, len(run.pending), record))
+    return run.result(dataset)
 
 
 def _with_prepared(song: Song, work: Callable[[], dict | None]):

@@ -153,17 +153,20 @@ def leaderboard_table(scores: dict, label: str) -> str:
 
 
 def songs_table(result: RunResult, scores: dict) -> str:
+    spread = any(r.get("worker") for r in result.records)  # a --workers run says where each song ran
     head = ("| song | length | SDR | " + " | ".join(SCORE_SOURCES)
-            + " | wall | RTF | budget | margin | peak RSS | status |")
-    lines = [head, "|---|---:|---:|" + "---:|" * len(SCORE_SOURCES) + "---:|---:|---:|---:|---:|---|"]
+            + " | wall | RTF | budget | margin | peak RSS | status |" + (" ran on (tries) |" if spread else ""))
+    lines = [head, "|---|---:|---:|" + "---:|" * len(SCORE_SOURCES) + "---:|---:|---:|---:|---:|---|"
+             + ("---|" if spread else "")]
     for r in result.records:
         s = scores["songs"].get(r["song"]) or {}
         status = r["status"] + (" **MISS**" if r.get("miss") else "")
+        where = f" {r.get('worker') or '—'} ({r.get('attempts', 1)}) |" if spread else ""
         lines.append(
             f"| {r['song']} | {r['duration_s']:.1f} s | {_f(s.get(SONG_KEY))} | "
             + " | ".join(_f(s.get(f"sdr_{x}")) for x in SCORE_SOURCES)
             + f" | {_f(r['wall_s'], 1, ' s')} | {_f(r.get('rtf'), 2)} | {_f(r.get('budget_s'), 1, ' s')} | "
-            f"{_f(r.get('margin_s'), 1, ' s')} | {_f(r.get('peak_rss_mib'), 0, ' MiB')} | {status} |")
+            f"{_f(r.get('margin_s'), 1, ' s')} | {_f(r.get('peak_rss_mib'), 0, ' MiB')} | {status} |" + where)
     return "\n".join(lines)
 
 

@@ -1,0 +1,80 @@
+"""--workers: songs over local worker processes, the same scores as one process, and a worker
+killed with SIGKILL mid-song costs its song one retry, nothing else."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from evaluator.cli import main as evaluator_main
+from evaluator.demo import write_demo_set
+from evaluator.workers import RUNNING_DIR
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_demo_set(root, n_songs=4, seed=9, duration_range_s=(6.0, 8.0))
+    return root
+
+
+def _run(data_dir, ckpt, out, *extra) -> int:
+    return evaluator_main(["--data", str(data_dir), "--checkpoint", str(ckpt), "--out", str(out), "--plain",
+                           "--threads", "1", "--quiet", "--no-oracle", *extra])
+
+
+def _songs(out: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in (out / ".state" / "songs").glob("*.json")}
+
+
+def test_two_workers_score_like_one_process(data_dir, tiny_ckpt_module, tmp_path):
+    assert _run(data_dir, tiny_ckpt_module, tmp_path / "one") == 0
+    assert _run(data_dir, tiny_ckpt_module, tmp_path / "two", "--workers", "2") == 0
+    one = json.loads((tmp_path / "one" / "scores.json").read_text())["songs"]
+    two = json.loads((tmp_path / "two" / "scores.json").read_text())["songs"]
+    assert two == one and len(two) == 4  # identical scores, every song once
+    records = _songs(tmp_path / "two")
+    assert all(r["worker"].split(":")[1] != str(os.getpid()) for r in records.values())  # ran in workers
+    assert len(json.loads((tmp_path / "two" / ".state" / "sessions.json").read_text())) == 2  # a setup each
+    assert "ran on (tries)" in (tmp_path / "two" / "report.md").read_text()
+    assert not multiprocessing.active_children()
+
+
+def test_a_worker_killed_mid_song_costs_one_retry(data_dir, tiny_ckpt_module, tmp_path):
+    out = tmp_path / "run"
+    killed: list[str] = []
+
+    def kill_one_mid_song() -> None:
+        running = out / RUNNING_DIR
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for marker in running.glob("*.*") if running.is_dir() else []:
+                song, pid = marker.name.rsplit(".", 1)
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                killed.append(song)
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=kill_one_mid_song, daemon=True)
+    watcher.start()
+    assert _run(data_dir, tiny_ckpt_module, out, "--workers", "2") == 0
+    watcher.join()
+    assert killed, "no song was caught mid-run"
+    records = _songs(out)
+    assert len(records) == 4 and all(r["status"] == "ok" for r in records.values())
+    assert records[killed[0]]["attempts"] == 2
+    assert sorted(r["attempts"] for r in records.values()) == [1, 1, 1, 2]
+    scores = json.loads((out / "scores.json").read_text())
+    assert sorted(scores["songs"]) == sorted(records)  # each song scored once
+    assert not list((out / RUNNING_DIR).iterdir())  # nothing is said to be running any more
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+    assert not multiprocessing.active_children()
