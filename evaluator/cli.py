@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="separate songs in N local worker processes (each loads the model once, runs one song at "
                         "a time with --threads threads, and times it itself); a worker that dies costs its song one "
                         "retry elsewhere (default 1: in this process)")
+    p.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                   help="separate songs on Ray actors: `--ray` or `--ray auto` starts a local cluster, an address "
+                        "joins an existing one (its nodes must see RUN_DIR and the data at the same paths); "
+                        "--workers N caps the actors (default: the cluster's CPUs / --threads)")
     p.add_argument("--quiet", action="store_true", help="no per-song progress bar")
     return p
 
@@ -199,6 +203,7 @@ def _evaluate(dataset, settings, budget: BudgetRule, args: argparse.Namespace):
     """Run one model (over --workers processes; and profile its slowest song when asked); returns
     (result, report paths)."""
     from .harness import evaluate
+    from .ray_workers import evaluate_ray
     from .workers import evaluate_parallel
     from .reports import write_reports
     from .scoring import ScoringError
@@ -209,7 +214,10 @@ def _evaluate(dataset, settings, budget: BudgetRule, args: argparse.Namespace):
           f"against {budget.describe()} through the {get_challenge(settings.challenge).interface} interface; the "
           f"predictor plans against {plan}", file=sys.stderr, flush=True)
     try:
-        if args.workers > 1:
+        if args.ray:
+            result = evaluate_ray(dataset, args.dataset_spec, settings, args.ray,
+                                  args.workers if args.workers > 1 else None)
+        elif args.workers > 1:
             result = evaluate_parallel(dataset, args.dataset_spec, settings, args.workers)
         else:
             result = evaluate(dataset, settings)

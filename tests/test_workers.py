@@ -78,3 +78,53 @@ def test_a_worker_killed_mid_song_costs_one_retry(data_dir, tiny_ckpt_module, tm
     assert not list((out / RUNNING_DIR).iterdir())  # nothing is said to be running any more
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
     assert not multiprocessing.active_children()
+
+
+# ---------------------------------------------------------------------- Ray
+def _ray_processes() -> int:
+    import subprocess
+
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return sum(1 for line in out.splitlines() if "raylet" in line or "gcs_server" in line)
+
+
+@pytest.fixture()
+def no_ray_left():
+    pytest.importorskip("ray") if os.getenv("CI") != "true" else None
+    before = _ray_processes()
+    yield
+    deadline = time.monotonic() + 30
+    while _ray_processes() > before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _ray_processes() <= before, "a Ray process was left behind"
+
+
+def test_ray_auto_scores_like_one_process_and_survives_a_sigkill(data_dir, tiny_ckpt_module, tmp_path, no_ray_left):
+    assert _run(data_dir, tiny_ckpt_module, tmp_path / "one") == 0
+    out = tmp_path / "ray"
+    killed: list[str] = []
+
+    def kill_one_mid_song() -> None:
+        running = out / RUNNING_DIR
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not killed:
+            for marker in running.glob("*.*") if running.is_dir() else []:
+                song, pid = marker.name.rsplit(".", 1)
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                killed.append(song)
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=kill_one_mid_song, daemon=True)
+    watcher.start()
+    assert _run(data_dir, tiny_ckpt_module, out, "--ray", "auto", "--workers", "2") == 0
+    watcher.join()
+    assert killed
+    one = json.loads((tmp_path / "one" / "scores.json").read_text())["songs"]
+    assert json.loads((out / "scores.json").read_text())["songs"] == one  # identical, every song once
+    records = _songs(out)
+    assert records[killed[0]]["attempts"] == 2 and sorted(r["attempts"] for r in records.values()) == [1, 1, 1, 2]
+    assert not list((out / RUNNING_DIR).iterdir())
