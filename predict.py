@@ -2,7 +2,7 @@
 """Entry points: grader mode, the ``separate`` command, and the predictor class a grader runs.
 
     python predict.py                      # grader mode: TEST_DATASET_PATH -> RESULTS_DATASET_PATH
-    python predict.py separate MIX.wav ... --checkpoint CKPT --out DIR
+    python predict.py separate MIX.wav ... --checkpoint CKPT --out DIR [--workers N]
 
 Grader mode builds its :class:`~separation.settings.PredictorSettings` from the grader's
 environment (``MDX_*`` variables over the submission defaults: the default model on the auto runtime, every
@@ -38,8 +38,28 @@ PREDICTOR_CLASS = KitPredictor
 LightSAFTPredictor = KitPredictor
 
 
-def _output_stem_paths(out_dir: Path, mixture: Path, suffix: str = ".wav") -> dict[str, Path]:
-    folder = out_dir / mixture.stem
+_AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3")
+
+
+def _expand_inputs(paths: Sequence[str]) -> list[tuple[Path, str]]:
+    """(mixture file, output name) per input: a file is itself; a folder gives its audio files and
+    the ``mixture.wav`` of each song folder in it (named after the song folder)."""
+    found: list[tuple[Path, str]] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_dir():
+            found.append((path, path.stem))
+            continue
+        for item in sorted(path.iterdir()):
+            if item.is_file() and item.suffix.lower() in _AUDIO_SUFFIXES:
+                found.append((item, item.stem))
+            elif (item / "mixture.wav").is_file():
+                found.append((item / "mixture.wav", item.name))
+    return found
+
+
+def _output_stem_paths(out_dir: Path, name: str, suffix: str = ".wav") -> dict[str, Path]:
+    folder = out_dir / name
     return {s: folder / f"{s}{suffix}" for s in SOURCES}
 
 
@@ -69,11 +89,17 @@ def cmd_separate(args: argparse.Namespace) -> int:
         if info["quality_gate"]:
             print(f"  {info['precision']} passed its quality gate: {info['quality_gate']}", file=sys.stderr)
     suffix = OUTPUT_FORMATS[settings.output_format].suffix
-    stems = {Path(m): _output_stem_paths(Path(args.out), Path(m), suffix) for m in args.mixtures}
+    stems = {m: _output_stem_paths(Path(args.out), name, suffix) for m, name in _expand_inputs(args.mixtures)}
+    if not stems:
+        print(f"error: no audio files in {', '.join(args.mixtures)}", file=sys.stderr)
+        return 2
     duplicates = len({tuple(p.values())[0] for p in stems.values()}) < len(stems)
     if duplicates:
         print("error: two inputs share a file name; their stems would overwrite each other", file=sys.stderr)
         return 2
+    if args.workers > 1 and len(stems) > 1:
+        del predictor  # the workers load their own
+        return _separate_in_workers(settings, stems, args)
     failures = 0
     for mixture, paths in stems.items():
         try:
@@ -101,6 +127,45 @@ def cmd_separate(args: argparse.Namespace) -> int:
         sys.stderr.flush()
         os._exit(status)
     return status
+
+
+def _separate_in_workers(settings: PredictorSettings, stems: dict[Path, dict[str, Path]],
+                         args: argparse.Namespace) -> int:
+    """Files over ``--workers`` processes, one progress bar over the whole batch's audio."""
+    from core.audio import audio_info
+    from separation.batch import separate_many
+
+    seconds = {}
+    for mixture in stems:
+        try:
+            frames, rate, _ = audio_info(mixture)
+            seconds[str(mixture)] = frames / rate
+        except Exception:  # noqa: BLE001 - the worker reports the file's own error
+            seconds[str(mixture)] = 0.0
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=round(sum(seconds.values()), 1), unit="s", file=sys.stderr,
+                   desc=f"{len(stems)} files, {args.workers} workers",
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
+    jobs = {str(m): {s: str(p) for s, p in paths.items()} for m, paths in stems.items()}
+    failures = 0
+    for mixture, info, error in separate_many(settings, jobs, args.workers):
+        if bar is not None:
+            bar.update(round(seconds[mixture], 1))
+        if error is not None:
+            failures += 1
+            print(f"error: {mixture}: {error}", file=sys.stderr)
+            continue
+        clipped = {name: n for name, n in (info.get("clipped") or {}).items() if n}
+        if clipped:
+            print(f"  {mixture}: clipped to [-1, 1] for {settings.output_format}: "
+                  + ", ".join(f"{n} samples of {name}" for name, n in clipped.items()), file=sys.stderr)
+    if bar is not None:
+        bar.close()
+    print(f"{len(stems) - failures} of {len(stems)} file(s) separated into {args.out}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def cmd_grader(args: argparse.Namespace) -> int:
@@ -140,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "package; 0 = magnitudes with the mixture phase; $MDX_NITER in grader mode)")
 
     sep = sub.add_parser("separate", help="separate audio files into DIR/<name>/<source>.wav")
-    sep.add_argument("mixtures", nargs="+", help="input audio files (any rate, mono or stereo)")
+    sep.add_argument("mixtures", nargs="+",
+                     help="input audio files (any rate, mono or stereo), or folders of them (or of song folders "
+                          "holding mixture.wav)")
     sep.add_argument("--out", required=True, help="output folder")
     sep.add_argument("--quiet", action="store_true", help="no progress bar")
     budget = sep.add_mutually_exclusive_group()
@@ -152,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"safety margin as a fraction of the limit (default {DEFAULT_MARGIN_FRACTION}, "
                           f"plus {MARGIN_FIXED_S:g} s)")
     sep.add_argument("--no-extras", action="store_true", help="under a budget, never spend spare time on extras")
+    sep.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="separate the files in N worker processes (each loads the model once; use --threads to "
+                          "share the CPUs between them); one progress bar over the batch")
     common(sep)
     grader = sub.add_parser("grade", help="grader mode (the default with no command)")
     common(grader)

@@ -128,3 +128,32 @@ def test_ray_auto_scores_like_one_process_and_survives_a_sigkill(data_dir, tiny_
     records = _songs(out)
     assert records[killed[0]]["attempts"] == 2 and sorted(r["attempts"] for r in records.values()) == [1, 1, 1, 2]
     assert not list((out / RUNNING_DIR).iterdir())
+
+
+# ---------------------------------------------------------------------- predict.py separate
+def test_separate_a_folder_over_workers_writes_what_one_process_writes(data_dir, tiny_ckpt_module, tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+
+    from core.constants import SOURCES
+    from tests.helpers import REPO_ROOT
+
+    outs = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}"
+        res = subprocess.run([sys.executable, "predict.py", "separate", str(data_dir), "--checkpoint",
+                              str(tiny_ckpt_module), "--out", str(out), "--threads", "1", "--workers", workers],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr
+        outs[workers] = out
+    assert "4 of 4 file(s) separated" in res.stderr and "4 files, 2 workers" in res.stderr  # one bar for all
+    songs = sorted(p.name for p in data_dir.iterdir() if (p / "mixture.wav").is_file())
+    assert sorted(p.name for p in outs["2"].iterdir()) == songs
+    for song in songs:
+        for source in SOURCES:
+            a = sf.read(outs["1"] / song / f"{source}.wav", dtype="float32")[0]
+            b = sf.read(outs["2"] / song / f"{source}.wav", dtype="float32")[0]
+            assert np.array_equal(a, b), (song, source)
