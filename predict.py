@@ -97,7 +97,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
     if duplicates:
         print("error: two inputs share a file name; their stems would overwrite each other", file=sys.stderr)
         return 2
-    if args.workers > 1 and len(stems) > 1:
+    if (args.workers > 1 or args.ray) and len(stems) > 1:
         del predictor  # the workers load their own
         return _separate_in_workers(settings, stems, args)
     failures = 0
@@ -133,7 +133,7 @@ def _separate_in_workers(settings: PredictorSettings, stems: dict[Path, dict[str
                          args: argparse.Namespace) -> int:
     """Files over ``--workers`` processes, one progress bar over the whole batch's audio."""
     from core.audio import audio_info
-    from separation.batch import separate_many
+    from separation.batch import separate_many, separate_many_ray
 
     seconds = {}
     for mixture in stems:
@@ -147,11 +147,13 @@ def _separate_in_workers(settings: PredictorSettings, stems: dict[Path, dict[str
         from tqdm import tqdm
 
         bar = tqdm(total=round(sum(seconds.values()), 1), unit="s", file=sys.stderr,
-                   desc=f"{len(stems)} files, {args.workers} workers",
+                   desc=f"{len(stems)} files, " + (f"Ray {args.ray}" if args.ray else f"{args.workers} workers"),
                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
     jobs = {str(m): {s: str(p) for s, p in paths.items()} for m, paths in stems.items()}
     failures = 0
-    for mixture, info, error in separate_many(settings, jobs, args.workers):
+    results = (separate_many_ray(settings, jobs, args.ray, args.workers if args.workers > 1 else None) if args.ray
+               else separate_many(settings, jobs, args.workers))
+    for mixture, info, error in results:
         if bar is not None:
             bar.update(round(seconds[mixture], 1))
         if error is not None:
@@ -222,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     sep.add_argument("--workers", type=int, default=1, metavar="N",
                      help="separate the files in N worker processes (each loads the model once; use --threads to "
                           "share the CPUs between them); one progress bar over the batch")
+    sep.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                     help="separate the files on Ray actors instead: `--ray` starts a local cluster, an address "
+                          "joins one (its nodes must see the files and OUT at the same paths)")
     common(sep)
     grader = sub.add_parser("grade", help="grader mode (the default with no command)")
     common(grader)

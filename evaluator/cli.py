@@ -63,9 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"whose grader to imitate (default {DEFAULT_CHALLENGE}): its per-song limit, setup limit, "
                         "threads and predictor interface (mdx21-round1: 240 s per song; mdx21: 1.57 x duration; "
                         "sdx23: 1.57 x duration, 4 threads, separate_music_file arrays); the options below win")
-    p.add_argument("--budget-rule", choices=RULE_NAMES, default=None,
+    p.add_argument("--budget-rule", choices=RULE_NAMES, default=None, action="append",
                    help=f"round1: {ROUND1_SECONDS_PER_SONG:g} s per song; round2: {ROUND2_DURATION_RATIO:g} x "
-                        "song duration; none: no limit (default: the challenge's)")
+                        "song duration; none: no limit (default: the challenge's). Repeat it to compare rules in "
+                        "one run (with several --checkpoint: every model under every rule)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--budget-seconds", type=float, metavar="S", help="fixed limit per song (overrides the rule)")
     budget.add_argument("--budget-ratio", type=float, metavar="R",
@@ -141,10 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = args.checkpoint or [None]
     try:
         challenge = get_challenge(args.challenge)
-        if args.budget_rule or args.budget_seconds is not None or args.budget_ratio is not None:
-            budget = BudgetRule.from_options(args.budget_rule, args.budget_seconds, args.budget_ratio)
+        if args.budget_seconds is not None or args.budget_ratio is not None:  # they override any rule
+            budgets = [BudgetRule.from_options(None, args.budget_seconds, args.budget_ratio)]
+        elif args.budget_rule:
+            budgets = [BudgetRule.named(rule) for rule in dict.fromkeys(args.budget_rule)]
         else:
-            budget = challenge.budget
+            budgets = [challenge.budget]
         if args.setup_timeout is None:
             args.setup_timeout = challenge.setup_timeout_s
         if args.setup_timeout <= 0:
@@ -158,16 +161,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--predictor runs one class; compare models with the kit's predictor")
         # What grader mode would submit: its settings from this environment, planned against the
         # limit this run times songs with (unless MDX_BUDGET_* says otherwise), or the plain pass.
-        all_settings = []
+        runs = []  # (predictor settings, budget) for every model under every rule
         for model in models:
-            predictor_settings = grader_settings(os.environ, default_budget=budget, model=model,
-                                                 backend=args.backend, threads=args.threads,
-                                                 precision=args.precision, progress=not args.quiet, niter=args.niter,
-                                                 output_format="float")  # scores are always of float stems
-            if args.plain:
-                predictor_settings = predictor_settings.replace(budget=None)
-            predictor_settings.model_path()
-            all_settings.append(predictor_settings)
+            for budget in budgets:
+                predictor_settings = grader_settings(os.environ, default_budget=budget, model=model,
+                                                     backend=args.backend, threads=args.threads,
+                                                     precision=args.precision, progress=not args.quiet,
+                                                     niter=args.niter,
+                                                     output_format="float")  # scores are always of float stems
+                if args.plain:
+                    predictor_settings = predictor_settings.replace(budget=None)
+                predictor_settings.model_path()
+                runs.append((predictor_settings, budget))
     except ModelNotFoundError as exc:
         return _error(f"{exc}\n{no_checkpoint_help()}")
     except (BudgetError, ValueError) as exc:
@@ -180,10 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             _import_museval()  # fail before hours of separation, not after
         dataset = _dataset(args, out_dir)
         args.dataset_spec = _dataset_spec(args, out_dir)
-        if len(all_settings) == 1:
-            settings = _eval_settings(args, out_dir, all_settings[0], budget, DEFAULT_PREDICTOR)
+        if len(runs) == 1:
+            predictor_settings, budget = runs[0]
+            settings = _eval_settings(args, out_dir, predictor_settings, budget, DEFAULT_PREDICTOR)
             return _run_one(dataset, settings, budget, args)
-        return _compare(args, dataset, out_dir, all_settings, budget)
+        return _compare(args, dataset, out_dir, runs, len(budgets) > 1)
     except (DatasetError, RunDirError, ValueError) as exc:
         return _error(str(exc))
     except SetupError as exc:
@@ -263,21 +269,25 @@ def _run_one(dataset, settings, budget: BudgetRule, args: argparse.Namespace) ->
     return 0 if _ok(result) else 1
 
 
-def _compare(args: argparse.Namespace, dataset, out_dir: Path, all_settings: list, budget: BudgetRule) -> int:
+def _compare(args: argparse.Namespace, dataset, out_dir: Path, runs: list, by_rule: bool) -> int:
+    """Every (model, budget rule) of ``runs`` on the same songs, one after another, then the table."""
     from .comparison import comparison_row, comparison_table, run_labels, write_comparison
     from .harness import DEFAULT_PREDICTOR
     from .reports import latency_report, scores_report
 
     rows, ok = [], True
-    labels = run_labels([s.model_path() for s in all_settings])
-    for label, predictor_settings in zip(labels, all_settings):
+    labels = run_labels([s.model_path() for s, _ in runs], [b.name for _, b in runs] if by_rule else None)
+    for label, (predictor_settings, budget) in zip(labels, runs):
         settings = _eval_settings(args, out_dir / label, predictor_settings, budget, DEFAULT_PREDICTOR)
         result, _ = _evaluate(dataset, settings, budget, args)
         ok = ok and _ok(result)
         predictor = (result.sessions[-1] if result.sessions else {}).get("predictor")
-        rows.append(comparison_row(label, scores_report(result, dataset.description),
-                                   latency_report(result, budget), predictor))
-    paths = write_comparison(out_dir, rows, dataset.description, budget.describe())
+        row = comparison_row(label, scores_report(result, dataset.description), latency_report(result, budget),
+                             predictor)
+        row["budget"] = budget.describe()
+        rows.append(row)
+    budgets = "; ".join(dict.fromkeys(row["budget"] for row in rows))
+    paths = write_comparison(out_dir, rows, dataset.description, budgets)
     print(comparison_table(rows))
     print(f"\nreport: {paths['report.md']}\nreport (pictures): {paths['report.html']}")
     return 0 if ok else 1

@@ -18,11 +18,14 @@ from .html_report import comparison_html
 from .scoring import SCORE_SOURCES, SONG_KEY
 
 
-def run_labels(models: Sequence[Path]) -> list[str]:
-    """A short, unique folder name per model (its file or folder name without the ending)."""
+def run_labels(models: Sequence[Path], rules: Sequence[str] | None = None) -> list[str]:
+    """A short, unique folder name per run: the model's file or folder name without the ending,
+    and ``@rule`` when several budget rules are compared."""
     labels: list[str] = []
-    for path in models:
+    for i, path in enumerate(models):
         base = Path(path).stem or Path(path).name
+        if rules is not None:
+            base = f"{base}@{rules[i]}"
         label, n = base, 2
         while label in labels:
             label, n = f"{base}-{n}", n + 1

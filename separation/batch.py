@@ -1,4 +1,4 @@
-"""Many files at once: ``predict.py separate A B C ... --workers N``.
+"""Many files at once: ``predict.py separate A B C ... --workers N`` (local processes) or ``--ray``.
 
 Each of N spawned worker processes builds one :class:`KitPredictor` (the model loaded once) and
 separates whole files, one at a time; the caller sees one result per file as it finishes. A worker
@@ -63,3 +63,68 @@ def separate_many(settings: PredictorSettings, jobs: Mapping[str, Mapping[str, s
                     yield mixture, info, None
         if not broke or not pending:
             return
+
+
+class _RayWorker:
+    """A Ray actor holding one predictor (the model loaded once)."""
+
+    def __init__(self, settings: PredictorSettings) -> None:
+        _init_worker(settings)
+
+    def separate(self, mixture: str, paths: Mapping[str, str]) -> dict:
+        return _separate(mixture, paths)
+
+
+def separate_many_ray(settings: PredictorSettings, jobs: Mapping[str, Mapping[str, str]], address: str,
+                      workers: int | None = None) -> Iterator[tuple[str, dict | None, BaseException | None]]:
+    """:func:`separate_many` on Ray actors (``address`` ``auto``: a local cluster, shut down after)."""
+    from pathlib import Path
+
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError
+
+    from .backends import available_cpus
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address == "auto":
+            root = str(Path(__file__).resolve().parents[1])
+            ray.init(num_cpus=available_cpus(), include_dashboard=False, log_to_driver=False,
+                     _node_ip_address="127.0.0.1", runtime_env={"env_vars": {"PYTHONPATH": root}})
+        else:
+            ray.init(address=address, log_to_driver=False)
+    threads = settings.threads or 1
+    actor_cls = ray.remote(num_cpus=threads, max_restarts=0)(_RayWorker)
+    n = max(1, min(workers or int(ray.cluster_resources().get("CPU", 1)) // threads, len(jobs)))
+    actors = [actor_cls.remote(settings) for _ in range(n)]
+    todo = list(jobs)
+    tries = {m: 0 for m in jobs}
+    inflight: dict = {}
+    try:
+        while todo or inflight:
+            busy = {actor for actor, _ in inflight.values()}
+            for actor in [a for a in actors if a not in busy]:
+                if not todo:
+                    break
+                mixture = todo.pop(0)
+                tries[mixture] += 1
+                inflight[actor.separate.remote(mixture, dict(jobs[mixture]))] = (actor, mixture)
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
+            for ref in ready:
+                actor, mixture = inflight.pop(ref)
+                try:
+                    yield mixture, ray.get(ref), None
+                except RayActorError as exc:  # the actor died: one more try on a new one
+                    actors.remove(actor)
+                    actors.append(actor_cls.remote(settings))
+                    if tries[mixture] < 2:
+                        todo.insert(0, mixture)
+                    else:
+                        yield mixture, None, RuntimeError(f"its Ray worker died twice ({type(exc).__name__})")
+                except RayTaskError as exc:  # the file's own error, raised in the actor
+                    yield mixture, None, exc.as_instanceof_cause()
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+        if started_here:
+            ray.shutdown()

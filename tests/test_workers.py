@@ -157,3 +157,32 @@ def test_separate_a_folder_over_workers_writes_what_one_process_writes(data_dir,
             a = sf.read(outs["1"] / song / f"{source}.wav", dtype="float32")[0]
             b = sf.read(outs["2"] / song / f"{source}.wav", dtype="float32")[0]
             assert np.array_equal(a, b), (song, source)
+
+
+def test_separate_over_a_local_ray_cluster(data_dir, tiny_ckpt_module, tmp_path, no_ray_left):
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO_ROOT
+
+    out = tmp_path / "ray"
+    res = subprocess.run([sys.executable, "predict.py", "separate", str(data_dir), "--checkpoint",
+                          str(tiny_ckpt_module), "--out", str(out), "--threads", "1", "--ray"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "4 of 4 file(s) separated" in res.stderr and "4 files, Ray auto" in res.stderr
+    assert all(len(list(song.glob("*.wav"))) == 4 for song in out.iterdir()) and len(list(out.iterdir())) == 4
+
+
+def test_several_models_and_budget_rules_in_one_run_over_workers(data_dir, tiny_ckpt_module, tmp_path):
+    out = tmp_path / "cmp"
+    assert evaluator_main(["--data", str(data_dir), "--songs", "synthetic-00,synthetic-01", "--checkpoint",
+                           str(tiny_ckpt_module), "--budget-rule", "round1", "--budget-rule", "round2", "--out",
+                           str(out), "--threads", "1", "--quiet", "--no-oracle", "--workers", "2"]) == 0
+    rows = {r["label"]: r for r in json.loads((out / "comparison.json").read_text())["models"]}
+    assert set(rows) == {"tiny@round1", "tiny@round2"}
+    assert rows["tiny@round1"]["budget"].startswith("round1") and rows["tiny@round2"]["budget"].startswith("round2")
+    for label in rows:
+        latency = json.loads((out / label / "latency.json").read_text())
+        assert latency["budget"]["name"] == label.split("@")[1]
+        assert all(r["worker"] for r in _songs(out / label).values())  # spread over the workers
