@@ -90,7 +90,10 @@ def _ray_processes() -> int:
 
 @pytest.fixture()
 def no_ray_left():
-    pytest.importorskip("ray") if os.getenv("CI") != "true" else None
+    """Ray must be installed on CI (requirements.txt); elsewhere its absence skips. Afterwards no
+    Ray process may be left behind."""
+    if os.getenv("CI") != "true":
+        pytest.importorskip("ray")
     before = _ray_processes()
     yield
     deadline = time.monotonic() + 30
