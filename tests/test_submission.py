@@ -9,7 +9,6 @@ from __future__ import annotations
 import atexit
 import functools
 import os
-import re
 import shutil
 import subprocess
 import sys
