@@ -29,8 +29,9 @@ def _chromium() -> str:
 
 
 def _headless(chromium: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           "--no-first-run", *args], capture_output=True, text=True, timeout=120)
+    # --disable-dev-shm-usage: containers often give /dev/shm only 64 MB
+    return subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                           "--hide-scrollbars", "--no-first-run", *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
