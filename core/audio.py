@@ -185,9 +185,16 @@ def open_mixture(path: str | os.PathLike[str]):
         handle.close()
         raise
     handle.close()
-    warnings.warn(f"{path} is at {rate} Hz; resampled to {SAMPLE_RATE} Hz with soxr (VHQ)",
-                  ResampleWarning, stacklevel=2)
-    return ArraySource(resample(audio, rate))
+    return ArraySource(_at_kit_rate(audio, rate, str(path)))
+
+
+def _at_kit_rate(audio: np.ndarray, rate: int, what: str) -> np.ndarray:
+    """``audio`` at 44.1 kHz: resampled, with a warning naming ``what``, when it is not."""
+    if rate == SAMPLE_RATE:
+        return audio
+    warnings.warn(f"{what} is at {rate} Hz; resampled to {SAMPLE_RATE} Hz with soxr (VHQ)",
+                  ResampleWarning, stacklevel=3)
+    return resample(audio, rate)
 
 
 def mixture_from_array(audio: np.ndarray, sample_rate: int, what: str = "the mixture array") -> ArraySource:
@@ -207,11 +214,7 @@ def mixture_from_array(audio: np.ndarray, sample_rate: int, what: str = "the mix
     rate = int(sample_rate)
     if rate <= 0:
         raise AudioError(f"{what}: sample rate {sample_rate!r} is not a positive number")
-    if rate != SAMPLE_RATE:
-        warnings.warn(f"{what} is at {rate} Hz; resampled to {SAMPLE_RATE} Hz with soxr (VHQ)",
-                      ResampleWarning, stacklevel=2)
-        audio = resample(audio, rate)
-    return ArraySource(audio)
+    return ArraySource(_at_kit_rate(audio, rate, what))
 
 
 def read_mixture(path: str | os.PathLike[str]) -> np.ndarray:
@@ -314,5 +317,4 @@ def write_stems(paths: Mapping[str, str | os.PathLike[str]], stems: Mapping[str,
 
 def write_wav(path: str | os.PathLike[str], audio: np.ndarray, samplerate: int = SAMPLE_RATE) -> None:
     """Atomically write one (n, 2) float32 WAV."""
-    with StemWriter({"x": path}, samplerate) as writer:
-        writer.write("x", audio)
+    write_stems({"x": path}, {"x": audio}, samplerate)

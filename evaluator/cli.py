@@ -128,10 +128,6 @@ def _dataset_spec(args: argparse.Namespace, out_dir: Path):
     return DatasetSpec("demo", str(args.demo or DEFAULT_DEMO_DIR), scratch, songs=songs)
 
 
-def _dataset(args: argparse.Namespace, out_dir: Path):
-    return _dataset_spec(args, out_dir).load()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from separation.settings import ModelNotFoundError, grader_settings
@@ -183,8 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .scoring import _import_museval
 
             _import_museval()  # fail before hours of separation, not after
-        dataset = _dataset(args, out_dir)
         args.dataset_spec = _dataset_spec(args, out_dir)
+        dataset = args.dataset_spec.load()
         if len(runs) == 1:
             predictor_settings, budget = runs[0]
             settings = _eval_settings(args, out_dir, predictor_settings, budget, DEFAULT_PREDICTOR)

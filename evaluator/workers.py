@@ -61,6 +61,60 @@ def where() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def run_marked(predictor, song, settings: EvalSettings) -> dict:
+    """One song in a worker: ``RUNNING_DIR/<song>.<pid>`` exists while it runs, and its record says
+    where it ran."""
+    running = Path(settings.out_dir) / RUNNING_DIR
+    running.mkdir(parents=True, exist_ok=True)
+    marker = running / f"{song.name}.{os.getpid()}"
+    marker.touch()
+    try:
+        record = run_song(predictor, song, settings)
+    finally:
+        marker.unlink(missing_ok=True)
+    record["worker"] = where()
+    return record
+
+
+class SongQueue:
+    """The songs a spread run has left, how often each was handed out, and how each ended: every
+    record goes through the run (so each song is recorded once); a song whose worker died goes back
+    to the front once, and is recorded as failed the second time."""
+
+    def __init__(self, run, settings: EvalSettings, log: Log) -> None:
+        self.run, self.settings, self.log = run, settings, log
+        self.songs = {song.name: song for song in run.pending}
+        self.todo = deque(self.songs)
+        self.attempts = {name: 0 for name in self.songs}
+        self.finished = 0
+
+    def take(self) -> str:
+        name = self.todo.popleft()
+        self.attempts[name] += 1
+        return name
+
+    def finish(self, record: dict, session: int | None) -> None:
+        record.update(session=session, attempts=self.attempts[record["song"]])
+        self._save(record, f"  [{record['worker']}]")
+
+    def lost(self, name: str, why: str) -> None:
+        """The worker running ``name`` died."""
+        for marker in (Path(self.settings.out_dir) / RUNNING_DIR).glob(f"{name}.*"):
+            marker.unlink(missing_ok=True)  # it runs no longer
+        if self.attempts[name] < MAX_ATTEMPTS:
+            self.log(f"[evaluator] {name}: {why}; retrying on another worker")
+            self.todo.appendleft(name)
+            return
+        record = failed_record(self.songs[name], self.settings, f"{why}, {self.attempts[name]} times")
+        record["attempts"] = self.attempts[name]
+        self._save(record, "")
+
+    def _save(self, record: dict, where_note: str) -> None:
+        self.run.save_record(record)
+        self.finished += 1
+        self.log(_song_line(self.finished, len(self.songs), record) + where_note)
+
+
 def _worker(spec: DatasetSpec, settings: EvalSettings, worker_id: int, inbox, outbox) -> None:
     """A worker process: set up once, then one song at a time until told to stop (None)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run's own process decides when to stop
@@ -73,17 +127,8 @@ def _worker(spec: DatasetSpec, settings: EvalSettings, worker_id: int, inbox, ou
             return
         session["worker"] = where()
         outbox.put(("ready", worker_id, session))
-        running = Path(settings.out_dir) / RUNNING_DIR
-        running.mkdir(parents=True, exist_ok=True)
         while (name := inbox.get()) is not None:
-            marker = running / f"{name}.{os.getpid()}"  # which process runs which song, for a watcher
-            marker.touch()
-            try:
-                record = run_song(predictor, songs[name], settings)
-            finally:
-                marker.unlink(missing_ok=True)
-            record["worker"] = where()
-            outbox.put(("done", worker_id, record))
+            outbox.put(("done", worker_id, run_marked(predictor, songs[name], settings)))
 
 
 @dataclasses.dataclass
@@ -99,15 +144,12 @@ def evaluate_parallel(dataset: Dataset, spec: DatasetSpec, settings: EvalSetting
                       log: Log = _stderr) -> RunResult:
     """Run (or resume) ``dataset`` over ``n_workers`` local processes; same records as :func:`evaluate`."""
     run = prepare_run(dataset, settings, log)
-    songs = {song.name: song for song in run.pending}
-    todo = deque(songs)
-    attempts = {name: 0 for name in songs}
+    songs = SongQueue(run, settings, log)
     ctx = mp.get_context("spawn")
     outbox = ctx.Queue()
     slots: dict[int, _Slot] = {}
     next_id = 0
     setup_failures = 0
-    finished = 0
 
     def start() -> None:
         nonlocal next_id
@@ -118,15 +160,14 @@ def evaluate_parallel(dataset: Dataset, spec: DatasetSpec, settings: EvalSetting
         slots[next_id] = _Slot(process, inbox)
         next_id += 1
 
-    for _ in range(min(n_workers, len(todo))):
+    for _ in range(min(n_workers, len(songs.todo))):
         start()
-    log(f"[evaluator] {len(todo)} song(s) over {len(slots)} worker process(es)")
+    log(f"[evaluator] {len(songs.todo)} song(s) over {len(slots)} worker process(es)")
     try:
-        while todo or any(slot.song for slot in slots.values()):
+        while songs.todo or any(slot.song for slot in slots.values()):
             for slot in slots.values():  # hand out songs to idle, set-up workers
-                if slot.ready and slot.song is None and todo:
-                    slot.song = todo.popleft()
-                    attempts[slot.song] += 1
+                if slot.ready and slot.song is None and songs.todo:
+                    slot.song = songs.take()
                     slot.inbox.put(slot.song)
             messages = []
             try:  # everything already sent, so that a worker's last result counts before its death
@@ -144,36 +185,20 @@ def evaluate_parallel(dataset: Dataset, spec: DatasetSpec, settings: EvalSetting
                 elif kind == "setup_failed":
                     raise SetupError(message[2])
                 elif kind == "done" and slot is not None:
-                    record = message[2]
-                    record.update(session=slot.session, attempts=attempts[record["song"]])
-                    run.save_record(record)
-                    finished += 1
-                    log(_song_line(finished, len(songs), record) + f"  [{record['worker']}]")
+                    songs.finish(message[2], slot.session)
                     slot.song = None
             for worker_id, slot in list(slots.items()):  # a worker that died: retry its song elsewhere
                 if slot.process.is_alive() or slot.process.exitcode is None:
                     continue
                 del slots[worker_id]
-                for marker in (Path(settings.out_dir) / RUNNING_DIR).glob(f"*.{slot.process.pid}"):
-                    marker.unlink(missing_ok=True)  # it was running no longer
                 if not slot.ready:
                     setup_failures += 1
                     if setup_failures >= MAX_SETUP_FAILURES:
                         raise SetupError(f"{setup_failures} worker processes died during setup "
                                          f"(last exit code {slot.process.exitcode})")
                 if slot.song is not None:
-                    name = slot.song
-                    why = f"its worker process died (exit code {slot.process.exitcode})"
-                    if attempts[name] < MAX_ATTEMPTS:
-                        log(f"[evaluator] {name}: {why}; retrying on another worker")
-                        todo.appendleft(name)
-                    else:
-                        record = failed_record(songs[name], settings, f"{why}, {attempts[name]} times")
-                        record["attempts"] = attempts[name]
-                        run.save_record(record)
-                        finished += 1
-                        log(_song_line(finished, len(songs), record))
-                if todo and len(slots) < n_workers:
+                    songs.lost(slot.song, f"its worker process died (exit code {slot.process.exitcode})")
+                if songs.todo and len(slots) < n_workers:
                     start()
     finally:
         _stop(slots)

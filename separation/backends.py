@@ -60,6 +60,19 @@ def available_cpus() -> int:
     return max(1, cpus)
 
 
+class EagerModelBackend:
+    """A package's own model run on eager PyTorch in fp32 (the baselines): what separators, the
+    predictor and the reports read of a backend. ``choice`` is set by the loader."""
+
+    name = "torch"
+
+    def __init__(self, model, threads: int) -> None:
+        self.model = model
+        self.threads = threads
+        self.precision = "fp32"
+        self.choice = None
+
+
 class StemBodyBackend:
     """Shared driver: stem once per window (if ``share_stem``), body in chunks of items.
 

@@ -12,6 +12,7 @@ import multiprocessing as mp
 import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Iterator, Mapping
 
 from .settings import PredictorSettings
@@ -65,6 +66,28 @@ def separate_many(settings: PredictorSettings, jobs: Mapping[str, Mapping[str, s
             return
 
 
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def connect_ray(address: str):
+    """``(ray, started_here)``: a local cluster on 127.0.0.1 for ``auto`` (its workers import the kit
+    from this checkout), else the cluster at ``address``; nothing new when Ray already runs here."""
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("--ray needs the `ray` package (pip install -r requirements.txt)") from None
+    if ray.is_initialized():
+        return ray, False
+    if address == "auto":
+        from .backends import available_cpus
+
+        ray.init(num_cpus=available_cpus(), include_dashboard=False, log_to_driver=False,
+                 _node_ip_address="127.0.0.1", runtime_env={"env_vars": {"PYTHONPATH": str(_REPO_ROOT)}})
+    else:
+        ray.init(address=address, log_to_driver=False)
+    return ray, True
+
+
 class _RayWorker:
     """A Ray actor holding one predictor (the model loaded once)."""
 
@@ -78,21 +101,9 @@ class _RayWorker:
 def separate_many_ray(settings: PredictorSettings, jobs: Mapping[str, Mapping[str, str]], address: str,
                       workers: int | None = None) -> Iterator[tuple[str, dict | None, BaseException | None]]:
     """:func:`separate_many` on Ray actors (``address`` ``auto``: a local cluster, shut down after)."""
-    from pathlib import Path
-
-    import ray
+    ray, started_here = connect_ray(address)
     from ray.exceptions import RayActorError, RayTaskError
 
-    from .backends import available_cpus
-
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address == "auto":
-            root = str(Path(__file__).resolve().parents[1])
-            ray.init(num_cpus=available_cpus(), include_dashboard=False, log_to_driver=False,
-                     _node_ip_address="127.0.0.1", runtime_env={"env_vars": {"PYTHONPATH": root}})
-        else:
-            ray.init(address=address, log_to_driver=False)
     threads = settings.threads or 1
     actor_cls = ray.remote(num_cpus=threads, max_restarts=0)(_RayWorker)
     n = max(1, min(workers or int(ray.cluster_resources().get("CPU", 1)) // threads, len(jobs)))

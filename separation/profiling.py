@@ -12,6 +12,7 @@ Perfetto for the JSON traces).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -66,15 +67,13 @@ def profile_track(settings: PredictorSettings, mixture_path: str | os.PathLike[s
         from torch.profiler import ProfilerActivity, profile
 
         torch_profiler = profile(activities=[ProfilerActivity.CPU])
-        torch_profiler.__enter__()
     t0 = time.perf_counter()
     try:
-        for _ in separator.iter_blocks(source, times=times):
-            pass
+        with torch_profiler if torch_profiler is not None else contextlib.nullcontext():
+            for _ in separator.iter_blocks(source, times=times):
+                pass
     finally:
         wall = time.perf_counter() - t0
-        if torch_profiler is not None:
-            torch_profiler.__exit__(None, None, None)
         if hasattr(source, "close"):
             source.close()
     if torch_profiler is not None:

@@ -29,6 +29,7 @@ from core.constants import N_AUDIO_CHANNELS, SOURCES
 from models.registry import Architecture, get
 from models.umx import UmxModel, wiener
 
+from .backends import EagerModelBackend
 from .engine import ProgressCallback, StageTimes
 from .timebudget import DeadlineController, Variant
 
@@ -38,16 +39,10 @@ WIENER_WIN_LEN = 300
 DEFAULT_NITER = 1
 
 
-class UmxBackend:
+class UmxBackend(EagerModelBackend):
     """What runs the four target networks (eager PyTorch; fp32 only)."""
 
-    name = "torch"
-
-    def __init__(self, model: UmxModel, threads: int) -> None:
-        self.model = model
-        self.threads = threads
-        self.precision = "fp32"
-        self.choice = None  # set by the loader
+    model: UmxModel
 
 
 class UmxSeparator:

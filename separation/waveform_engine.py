@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from core.audio import AudioSource
-from core.constants import N_AUDIO_CHANNELS, SOURCES
+from core.constants import SOURCES
 from models.htdemucs import DemucsModel
 from models.registry import get
 
+from .backends import EagerModelBackend
 from .engine import ProgressCallback, Separator, StageTimes
 from .geometry import SegmentGeometry
 from .timebudget import DeadlineController, Variant
@@ -28,16 +29,10 @@ DEFAULT_OVERLAP = 0.25
 _STATS_BLOCK = 1 << 20
 
 
-class DemucsBackend:
+class DemucsBackend(EagerModelBackend):
     """What runs an HTDemucs network: eager PyTorch, fp32 (the package's own classes)."""
 
-    name = "torch"
-
-    def __init__(self, model: DemucsModel, threads: int) -> None:
-        self.model = model
-        self.threads = threads
-        self.precision = "fp32"
-        self.choice = None  # set by the loader
+    model: DemucsModel
 
     def separate_waveforms(self, batch: torch.Tensor) -> torch.Tensor:
         """(N, window, 2) normalised mixture -> (N, 4, window, 2) in the kit's source order."""

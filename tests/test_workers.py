@@ -29,6 +29,30 @@ def _run(data_dir, ckpt, out, *extra) -> int:
                            "--threads", "1", "--quiet", "--no-oracle", *extra])
 
 
+def _kill_one_worker_mid_song(out: Path, timeout_s: float = 180) -> tuple[threading.Thread, list[str]]:
+    """A thread that SIGKILLs the first worker it sees separating a song (by the run's running
+    markers); the list receives that song's name."""
+    killed: list[str] = []
+
+    def watch() -> None:
+        running = out / RUNNING_DIR
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for marker in running.glob("*.*") if running.is_dir() else []:
+                song, pid = marker.name.rsplit(".", 1)
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                killed.append(song)
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher, killed
+
+
 def _songs(out: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in (out / ".state" / "songs").glob("*.json")}
 
@@ -48,24 +72,7 @@ def test_two_workers_score_like_one_process(data_dir, tiny_ckpt_module, tmp_path
 
 def test_a_worker_killed_mid_song_costs_one_retry(data_dir, tiny_ckpt_module, tmp_path):
     out = tmp_path / "run"
-    killed: list[str] = []
-
-    def kill_one_mid_song() -> None:
-        running = out / RUNNING_DIR
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not killed:
-            for marker in running.glob("*.*") if running.is_dir() else []:
-                song, pid = marker.name.rsplit(".", 1)
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    continue
-                killed.append(song)
-                return
-            time.sleep(0.05)
-
-    watcher = threading.Thread(target=kill_one_mid_song, daemon=True)
-    watcher.start()
+    watcher, killed = _kill_one_worker_mid_song(out)
     assert _run(data_dir, tiny_ckpt_module, out, "--workers", "2") == 0
     watcher.join()
     assert killed, "no song was caught mid-run"
@@ -110,24 +117,7 @@ def no_ray_left():
 def test_ray_auto_scores_like_one_process_and_survives_a_sigkill(data_dir, tiny_ckpt_module, tmp_path, no_ray_left):
     assert _run(data_dir, tiny_ckpt_module, tmp_path / "one") == 0
     out = tmp_path / "ray"
-    killed: list[str] = []
-
-    def kill_one_mid_song() -> None:
-        running = out / RUNNING_DIR
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not killed:
-            for marker in running.glob("*.*") if running.is_dir() else []:
-                song, pid = marker.name.rsplit(".", 1)
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    continue
-                killed.append(song)
-                return
-            time.sleep(0.05)
-
-    watcher = threading.Thread(target=kill_one_mid_song, daemon=True)
-    watcher.start()
+    watcher, killed = _kill_one_worker_mid_song(out)
     assert _run(data_dir, tiny_ckpt_module, out, "--ray", "auto", "--workers", "2") == 0
     watcher.join()
     assert killed
