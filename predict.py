@@ -29,7 +29,7 @@ from models import DEFAULT_MODEL  # noqa: E402
 from separation.loading import BACKEND_CHOICES  # noqa: E402
 from separation.backends import PRECISIONS  # noqa: E402
 from separation.predictor import KitPredictor  # noqa: E402
-from separation.settings import (DEFAULT_MARGIN_FRACTION, MARGIN_FIXED_S, ModelNotFoundError,  # noqa: E402
+from separation.settings import (DEFAULT_MARGIN_FRACTION, WHOLE_COMMAND_MARGIN_FIXED_S, ModelNotFoundError,  # noqa: E402
                                  PredictorSettings, budget_from_options, grader_settings)
 
 #: The class grader mode runs (the evaluator and the submit preflight run the same one).
@@ -65,7 +65,6 @@ def _output_stem_paths(out_dir: Path, name: str, suffix: str = ".wav") -> dict[s
 
 def cmd_separate(args: argparse.Namespace) -> int:
     from core.audio import AudioError
-    from models.checkpoint import CheckpointError
 
     try:
         settings = PredictorSettings(
@@ -79,7 +78,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
         if settings.budgeted and args.started is not None:
             predictor.next_track_started = args.started  # the budget times the whole command
         predictor.prediction_setup()
-    except (ModelNotFoundError, CheckpointError, ValueError) as exc:
+    except (ModelNotFoundError, ValueError) as exc:  # CheckpointError, ArtifactError, UmxError... are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not args.quiet:
@@ -219,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--budget-ratio", type=float, default=None, help="per-track limit as a multiple of its duration")
     sep.add_argument("--margin", type=float, default=None,
                      help=f"safety margin as a fraction of the limit (default {DEFAULT_MARGIN_FRACTION}, "
-                          f"plus {MARGIN_FIXED_S:g} s)")
+                          f"plus {WHOLE_COMMAND_MARGIN_FIXED_S:g} s: the budget counts the whole command, from "
+                          "the process start)")
     sep.add_argument("--no-extras", action="store_true", help="under a budget, never spend spare time on extras")
     sep.add_argument("--workers", type=int, default=1, metavar="N",
                      help="separate the files in N worker processes (each loads the model once; use --threads to "

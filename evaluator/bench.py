@@ -133,7 +133,8 @@ def run_child(name: str, model: str, artifacts: dict[str, str], wav: str, thread
 
     from core.audio import read_mixture
     from models.checkpoint import load_checkpoint
-    from separation import Separator, StageTimes, TorchBackend, load_backend
+    from separation import Separator, StageTimes, load_backend
+    from separation.torch_backends import TorchBackend
     from core.audio import ArraySource
 
     spec = CONFIGS[name]

@@ -21,8 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from models.checkpoint import CheckpointError, load_checkpoint
-
-    from separation.loading import baseline_format, openvino_available
+    from models.formats import baseline_format
+    from separation.loading import openvino_available
 
     from .exporters import export_onnx, export_torchscript
 

@@ -41,19 +41,19 @@ def check_artifact(model: LoadedModel, path: str | os.PathLike[str], backend: st
     raises :class:`ParityError` past tolerance."""
     from models.spectral import Spectral
     from separation import load_backend
-    from separation.backends import TorchBackend
+    from separation.torch_backends import TorchBackend
 
     cfg = model.config
     criteria = model.architecture.criteria
     spectral = Spectral(cfg.n_fft, cfg.hop_length, model.window)
     audio = torch.from_numpy(parity_signal(model.architecture.window_spec(cfg).window))[None]
     artifact, window = load_backend(path, backend)
-    if not torch.equal(window, model.window):
+    if not np.array_equal(np.asarray(window), model.window.numpy()):
         raise ParityError(f"{path}: the embedded STFT window differs from the checkpoint's")
     with torch.inference_mode():
-        spec = spectral.to_spec(audio)
-        want = TorchBackend(model.network, model.architecture, fold_bn=False).separate_spec(spec)[0]
-        got = artifact.separate_spec(spec)[0]
+        spec = spectral.to_spec(audio).numpy()
+        want = torch.from_numpy(TorchBackend(model.network, model.architecture, fold_bn=False).separate_spec(spec)[0])
+        got = torch.from_numpy(artifact.separate_spec(spec)[0])
         want_audio = spectral.to_audio(want)
         got_audio = spectral.to_audio(got)
     report = ParityReport(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import torch
+import numpy as np
 
 from core.constants import KIT_NAME, KIT_VERSION, SAMPLE_RATE, SOURCES
 
@@ -37,7 +37,7 @@ def feature_names(base: str, n_features: int) -> list[str]:
     return [base] if n_features == 1 else [f"{base}_{i}" for i in range(n_features)]
 
 
-def build_metadata(architecture: Architecture, config: Any, window: torch.Tensor, source: str,
+def build_metadata(architecture: Architecture, config: Any, window: Any, source: str,
                    n_features: int = 1, source_sha256: str | None = None) -> str:
     """JSON metadata for an artifact of ``architecture`` exported from ``source`` (whose file hash,
     when given, lets a shipped artifact be checked against the checkpoint it claims to be)."""
@@ -57,7 +57,7 @@ def build_metadata(architecture: Architecture, config: Any, window: torch.Tensor
         "trim_samples": spec.trim,
         "frame_multiple": spec.frame_multiple,
         "config": config.to_dict(),
-        "stft_window": [float(v) for v in window.detach().float().cpu()],
+        "stft_window": [float(v) for v in np.asarray(window, dtype=np.float32).reshape(-1)],
         "graph": {"inputs": [INPUT_SPEC, *feature_names(INPUT_FEATURES, n_features), INPUT_CONDITION],
                   "outputs": [*feature_names(OUTPUT_STEM, n_features), OUTPUT_SPEC],
                   "n_features": n_features},
@@ -69,8 +69,8 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in str(text).split(".") if p.isdigit())
 
 
-def parse_metadata(text: str | bytes | None, path: str) -> tuple[Architecture, Any, torch.Tensor, dict[str, Any]]:
-    """(architecture, config, STFT window, whole document) from an artifact's metadata."""
+def parse_metadata(text: str | bytes | None, path: str) -> tuple[Architecture, Any, np.ndarray, dict[str, Any]]:
+    """(architecture, config, STFT window (n_fft,) float32, whole document) from an artifact's metadata."""
     if not text:
         raise ArtifactError(f"{path} has no {METADATA_KEY} metadata; export it with `python -m export`")
     try:
@@ -86,7 +86,7 @@ def parse_metadata(text: str | bytes | None, path: str) -> tuple[Architecture, A
         raise ArtifactError(f"{path}: {exc}") from exc
     try:
         config = architecture.config_from_hyper_parameters(doc["config"])
-        window = torch.tensor(doc["stft_window"], dtype=torch.float32)
+        window = np.asarray(doc["stft_window"], dtype=np.float32)
     except (ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(f"{path}: unreadable {METADATA_KEY} metadata ({exc})") from exc
     if doc.get("sample_rate") != SAMPLE_RATE:

@@ -9,12 +9,13 @@ names an architecture itself.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterable, Mapping
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from .config import ConfigError, LightSAFTConfig
 from .lasaft_v2.config import LasaftV2Config
+
+if TYPE_CHECKING:  # the registry itself must not import torch (the exported-model path runs without it)
+    from torch import nn
 
 
 class UnknownArchitectureError(ConfigError):

@@ -4,19 +4,21 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from .backends import (PRECISIONS, Backend, OnnxBackend, OpenVinoBackend, TorchBackend, TorchScriptBackend,
-                       available_cpus)
+from .backends import PRECISIONS, Backend, OnnxBackend, OpenVinoBackend, available_cpus
 from .calibration import measure_pass_seconds, pass_seconds
 from .engine import ArraySource, AudioSource, ProgressCallback, Separator, StageTimes
 from .geometry import ConcatGeometry, Geometry, HalfOverlapGeometry, geometry_for
 from .loading import (BACKEND_CHOICES, BACKENDS, BackendChoice, backend_for_path, choose_backend, load_backend,
                       load_separator)
+
+# The torch backends (``separation.torch_backends``) are not imported here: the exported-model
+# path, from ``predict.py`` to the stems, runs without torch.
 from .timebudget import DeadlineController, Variant, extras_for
 
 __all__ = [
     "ArraySource", "AudioSource", "BACKENDS", "BACKEND_CHOICES", "Backend", "BackendChoice", "DeadlineController",
     "OnnxBackend", "OpenVinoBackend", "PRECISIONS", "ProgressCallback", "Separator", "choose_backend",
-    "StageTimes", "TorchBackend", "TorchScriptBackend", "ConcatGeometry", "Geometry", "HalfOverlapGeometry",
+    "StageTimes", "ConcatGeometry", "Geometry", "HalfOverlapGeometry",
     "available_cpus", "geometry_for",
     "Variant", "backend_for_path", "extras_for", "load_backend", "load_separator",
     "measure_pass_seconds", "pass_seconds", "separate_file",

@@ -11,11 +11,10 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import numpy as np
-import torch
 
 from core.audio import ArraySource, AudioSource
 from core.constants import N_AUDIO_CHANNELS, SOURCES
-from models.spectral import Spectral
+from models.stft import Stft
 
 from .backends import Backend
 from .geometry import geometry_for
@@ -44,7 +43,7 @@ class Separator:
     always the original's (exact); approximation, where wanted, is a precision of the backend.
     """
 
-    def __init__(self, backend: Backend, window: torch.Tensor | None = None,
+    def __init__(self, backend: Backend, window: np.ndarray | None = None,
                  windows_per_batch: int = 1) -> None:
         if windows_per_batch < 1:
             raise ValueError("windows_per_batch must be >= 1")
@@ -52,7 +51,7 @@ class Separator:
         self.backend = backend
         self.architecture = backend.architecture
         self.config = cfg
-        self.spectral = Spectral(cfg.n_fft, cfg.hop_length, window)
+        self.spectral = Stft(cfg.n_fft, cfg.hop_length, None if window is None else np.asarray(window))
         self.window_spec = self.architecture.window_spec(cfg)
         self.geometry = geometry_for(self.window_spec)
         self.windows_per_batch = windows_per_batch
@@ -94,7 +93,7 @@ class Separator:
             return
         # acc holds mixture samples [acc_start, acc_start + kept): window c's kept part, plus what
         # earlier windows already added there.
-        acc = torch.zeros((n_src, geo.kept, N_AUDIO_CHANNELS), dtype=torch.float32)
+        acc = np.zeros((n_src, geo.kept, N_AUDIO_CHANNELS), dtype=np.float32)
         acc_start = 0
         per_step = 1 if budget is not None else self.windows_per_batch
         for first in range(0, n_windows, per_step):
@@ -109,21 +108,22 @@ class Separator:
             for c, piece in zip(indices, kept):  # piece: (S, kept, 2), starts at mixture sample c*step
                 weights = geo.weights(c, total)
                 if weights is not None:
-                    piece = piece * torch.from_numpy(weights)[None, :, None]
+                    piece = piece * weights[None, :, None]
                 acc += piece
                 last = c == n_windows - 1
                 n_final = min(geo.kept if last else geo.step, total - acc_start)
-                block = np.ascontiguousarray(acc[:, :n_final].numpy(), dtype=np.float32)
+                block = acc[:, :n_final].copy()
                 if progress is not None:
                     progress(acc_start + n_final, total)
                 yield acc_start, block
                 if not last:
-                    acc = torch.cat([acc[:, geo.step:], acc.new_zeros((n_src, geo.step, N_AUDIO_CHANNELS))], dim=1)
+                    acc[:, :geo.kept - geo.step] = acc[:, geo.step:]
+                    acc[:, geo.kept - geo.step:] = 0.0
                     acc_start += geo.step
 
     def run_windows(self, source: AudioSource, indices: list[int], variant: Variant,
-                    times: StageTimes) -> torch.Tensor:
-        """Windows ``indices`` through STFT, backend and iSTFT -> kept parts (N, S, kept, 2)."""
+                    times: StageTimes) -> np.ndarray:
+        """Windows ``indices`` through STFT, backend and iSTFT -> kept parts (N, S, kept, 2) float32."""
         geo = self.geometry
         with times.stage("read"):
             reads = []
@@ -140,29 +140,28 @@ class Separator:
             if variant.invert:
                 batch = -batch
             batch = np.ascontiguousarray(batch)
-        with torch.inference_mode():
-            with times.stage("stft"):
-                spec = self.spectral.to_spec(torch.from_numpy(batch))
-            with times.stage("network"):
-                out_spec = self.backend.separate_spec(spec)  # (N, S, 4, T, F)
-            with times.stage("istft"):
-                n_win, n_src = out_spec.shape[:2]
-                audio = self.spectral.to_audio(out_spec.reshape((n_win * n_src,) + tuple(out_spec.shape[2:])))
-                audio = audio.reshape(n_win, n_src, -1, N_AUDIO_CHANNELS)
-                first = geo.trim - variant.shift  # the same mixture samples whatever the shift
-                kept = audio[:, :, first:first + geo.kept]
-                if variant.swap:
-                    kept = kept.flip(-1)
-                if variant.invert:
-                    kept = -kept
+        with times.stage("stft"):
+            spec = self.spectral.to_spec(batch)
+        with times.stage("network"):
+            out_spec = self.backend.separate_spec(spec)  # (N, S, 4, T, F)
+        with times.stage("istft"):
+            n_win, n_src = out_spec.shape[:2]
+            audio = self.spectral.to_audio(out_spec.reshape((n_win * n_src,) + tuple(out_spec.shape[2:])))
+            audio = audio.reshape(n_win, n_src, -1, N_AUDIO_CHANNELS)
+            first = geo.trim - variant.shift  # the same mixture samples whatever the shift
+            kept = audio[:, :, first:first + geo.kept]
+            if variant.swap:
+                kept = kept[..., ::-1]
+            if variant.invert:
+                kept = -kept
         return kept
 
-    def _fallback_window(self, source: AudioSource, index: int) -> torch.Tensor:
+    def _fallback_window(self, source: AudioSource, index: int) -> np.ndarray:
         """No-network estimate of window ``index``: the mixture / n_sources for every source."""
         geo = self.geometry
         start = index * geo.step
-        mix = torch.from_numpy(source.read(start, start + geo.kept)) / len(self.sources)
-        return mix[None].expand(len(self.sources), -1, -1).clone()
+        mix = source.read(start, start + geo.kept) / np.float32(len(self.sources))
+        return np.repeat(mix[None], len(self.sources), axis=0)
 
     def separate(self, audio: np.ndarray, progress: ProgressCallback | None = None,
                  times: StageTimes | None = None) -> dict[str, np.ndarray]:

@@ -21,16 +21,11 @@ import importlib.util
 import os
 from pathlib import Path
 
-import torch
+from models.formats import baseline_format
 
-from models.htdemucs import load_demucs
-from models.umx import load_umx_folder, looks_like_umx_folder
-
-from .backends import (PRECISIONS, OnnxArtifact, OnnxBackend, OpenVinoBackend, TorchBackend, TorchScriptBackend,
-                       available_cpus, has_nvidia_gpu, openvino_capabilities)
+from .backends import (PRECISIONS, OnnxArtifact, OnnxBackend, OpenVinoBackend, available_cpus, has_nvidia_gpu,
+                       openvino_capabilities)
 from .engine import Separator
-from .umx_engine import DEFAULT_NITER, UmxBackend, UmxSeparator
-from .waveform_engine import DemucsBackend, WaveformSeparator
 
 #: File endings and the backend each implies when ``--backend`` is not given.
 BACKEND_BY_SUFFIX = {".ckpt": "torch", ".pt": "torch", ".pth": "torch", ".th": "torch", ".ts": "torchscript",
@@ -55,16 +50,6 @@ class BackendChoice:
 
     def describe(self) -> str:
         return "; ".join((self.reason, *self.notes))
-
-
-def baseline_format(path: str | os.PathLike[str]) -> str | None:
-    """``"umx-folder"`` for an Open-Unmix model folder, ``"demucs-th"`` for a demucs ``.th``
-    package, None for the kit's own formats."""
-    if looks_like_umx_folder(path):
-        return "umx-folder"
-    if Path(path).suffix.lower() == ".th":
-        return "demucs-th"
-    return None
 
 
 def _file_kind(path: str | os.PathLike[str]) -> str | None:
@@ -164,21 +149,17 @@ def load_backend(model_path: str | os.PathLike[str], backend: str | None = None,
     ``compile_cache`` is OpenVINO's folder of compiled models; ``profile_prefix`` turns on the ONNX
     runtimes' own profilers (ONNX Runtime writes ``<prefix>_*.json``; OpenVINO keeps performance
     counters). The backend object carries its :class:`BackendChoice` as ``.choice``.
-    """
-    from models.checkpoint import load_checkpoint
 
+    Torch is imported only for the backends that run on it (checkpoints, TorchScript): the ONNX
+    runtimes start without it.
+    """
     artifact = OnnxArtifact(model_path) if _KIND_BY_SUFFIX.get(Path(model_path).suffix.lower()) == "onnx" else None
     if choice is None:
         cpu_runtime = artifact.architecture.cpu_runtime if artifact is not None else "openvino"
         choice = choose_backend(model_path, backend, precision, cpu_runtime)
     threads = threads or available_cpus()
-    torch.set_num_threads(threads)
-    if choice.backend == "torch":
-        loaded = load_checkpoint(model_path)
-        model, window = TorchBackend(loaded.network, loaded.architecture, fold_bn=fold_bn), loaded.window
-    elif choice.backend == "torchscript":
-        model = TorchScriptBackend(model_path)
-        window = model.window
+    if choice.backend in ("torch", "torchscript"):
+        model, window = _load_torch_backend(model_path, choice.backend, threads, fold_bn)
     elif choice.backend == "openvino":
         model = OpenVinoBackend(artifact or model_path, threads=threads, precision=choice.precision,
                                 cache_dir=compile_cache, profile=profile_prefix is not None)
@@ -190,15 +171,32 @@ def load_backend(model_path: str | os.PathLike[str], backend: str | None = None,
     return model, window
 
 
+def _load_torch_backend(model_path: str | os.PathLike[str], backend: str, threads: int, fold_bn: bool):
+    """(backend, stft_window) for a checkpoint on eager PyTorch or a TorchScript file."""
+    import torch
+
+    from models.checkpoint import load_checkpoint
+
+    from .torch_backends import TorchBackend, TorchScriptBackend
+
+    torch.set_num_threads(threads)
+    if backend == "torchscript":
+        model = TorchScriptBackend(model_path)
+        return model, model.window
+    loaded = load_checkpoint(model_path)
+    return TorchBackend(loaded.network, loaded.architecture, fold_bn=fold_bn), loaded.window.numpy()
+
+
 def load_separator(model_path: str | os.PathLike[str], backend: str | None = None,
                    threads: int | None = None, windows_per_batch: int = 1,
                    precision: str = "fp32", compile_cache: str | os.PathLike[str] | None = None,
-                   niter: int | None = None, profile_prefix: str | None = None) -> Separator | UmxSeparator:
+                   niter: int | None = None, profile_prefix: str | None = None):
     """Load a model into a separator (``backend``, ``precision``: see :func:`choose_backend`).
 
     ``model_path``: a .ckpt/.pt checkpoint, .ts TorchScript or .onnx of the LaSAFT family, an
     Open-Unmix model folder (``niter``: its Wiener iterations, None for the package's 1) or a
-    demucs ``.th`` package."""
+    demucs ``.th`` package. Returns a :class:`Separator` (or the baselines' own separators, which
+    stream the same way)."""
     fmt = baseline_format(model_path)
     if fmt is None:
         model, window = load_backend(model_path, backend, threads, precision=precision, compile_cache=compile_cache,
@@ -206,6 +204,20 @@ def load_separator(model_path: str | os.PathLike[str], backend: str | None = Non
         return Separator(model, window, windows_per_batch)
     choice = choose_backend(model_path, backend, precision)
     threads = threads or available_cpus()
+    return _load_baseline(model_path, fmt, choice, threads, niter)
+
+
+def _load_baseline(model_path: str | os.PathLike[str], fmt: str, choice: BackendChoice, threads: int,
+                   niter: int | None):
+    """An Open-Unmix folder or a demucs package, on eager PyTorch, ready to separate."""
+    import torch
+
+    from models.htdemucs import load_demucs
+    from models.umx import load_umx_folder
+
+    from .umx_engine import DEFAULT_NITER, UmxBackend, UmxSeparator
+    from .waveform_engine import DemucsBackend, WaveformSeparator
+
     torch.set_num_threads(threads)
     if fmt == "umx-folder":
         runner = UmxBackend(load_umx_folder(model_path), threads)

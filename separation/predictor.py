@@ -25,7 +25,7 @@ from .calibration import cached_pass_seconds, calibration_key, pass_seconds, rem
 from .music_demixing import MusicDemixingPredictor
 from .engine import StageTimes
 from .precision import check_gate
-from .settings import MARGIN_FIXED_S, PredictorSettings
+from .settings import MARGIN_FIXED_S, WHOLE_COMMAND_MARGIN_FIXED_S, PredictorSettings
 from .timebudget import DeadlineController
 
 
@@ -169,12 +169,13 @@ class KitPredictor(MusicDemixingPredictor):
         s = self.settings
         if not s.budgeted:
             return None
+        whole_command = self.next_track_started is not None
         started = self.next_track_started or time.monotonic()
         self.next_track_started = None
         limit = s.budget.limit_for(duration_s)
         if s.hard_limit_s:  # a grader's own hard limit wins when it is tighter
             limit = min(limit, s.hard_limit_s)
-        margin = s.margin_fraction * limit + MARGIN_FIXED_S
+        margin = s.margin_fraction * limit + (WHOLE_COMMAND_MARGIN_FIXED_S if whole_command else MARGIN_FIXED_S)
         extras = self.separator.extras() if s.extras else ()
         return DeadlineController(deadline=started + limit - margin, pass_seconds=self.pass_seconds,
                                   extras=extras, limit_s=limit, margin_s=margin, started=started)

@@ -22,7 +22,7 @@ import math
 import time
 from typing import Any, Callable
 
-import torch
+import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,11 +123,12 @@ class DeadlineController:
         return [PLAIN, *self.extras[:n_extra]]
 
     # ------------------------------------------------------------------ running
-    def run_window(self, index: int, n_windows: int, compute: Callable[[Variant], torch.Tensor],
-                   fallback: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """The averaged outputs of the variants that finished in time, or the fallback."""
+    def run_window(self, index: int, n_windows: int, compute: Callable[[Variant], np.ndarray],
+                   fallback: Callable[[], np.ndarray]) -> np.ndarray:
+        """The averaged outputs of the variants that finished in time, or the fallback (arrays
+        of one shape; Open-Unmix's engine passes torch spectrograms, with no extras to average)."""
         t0 = self.clock()
-        results: list[torch.Tensor] = []
+        results: list[np.ndarray] = []
         done: list[str] = []
         for variant in self.plan(index, n_windows):
             left = self.time_left(n_windows - index - 1)
@@ -142,7 +143,7 @@ class DeadlineController:
             results.append(out)
             done.append(variant.name)
         if results:
-            result = results[0] if len(results) == 1 else torch.stack(results).mean(dim=0)
+            result = results[0] if len(results) == 1 else np.mean(np.stack(results), axis=0, dtype=np.float32)
         else:
             result = fallback()
         self.records.append(WindowRecord(index, done, not results, self.clock() - t0))
@@ -170,8 +171,8 @@ class DeadlineController:
         else:
             self.estimate = 0.7 * self.estimate + 0.3 * seconds
 
-    def _call_with_timeout(self, compute: Callable[[Variant], torch.Tensor], variant: Variant,
-                           timeout: float) -> torch.Tensor | None:
+    def _call_with_timeout(self, compute: Callable[[Variant], np.ndarray], variant: Variant,
+                           timeout: float) -> np.ndarray | None:
         if timeout <= 0:
             return None
         if self._executor is None:

@@ -74,9 +74,9 @@ class WaveformSeparator(Separator):
         yield from super().iter_blocks(source, progress, times, budget)
 
     def run_windows(self, source: AudioSource, indices: list[int], variant: Variant,
-                    times: StageTimes) -> torch.Tensor:
-        """Segments ``indices`` through the network -> (N, S, window, 2), each segment's samples
-        first (zeros after them)."""
+                    times: StageTimes) -> np.ndarray:
+        """Segments ``indices`` through the network -> (N, S, window, 2) float32, each segment's
+        samples first (zeros after them)."""
         geo, total = self.geometry, source.n_samples
         mean, std = self._stats
         if variant.shift:
@@ -96,13 +96,13 @@ class WaveformSeparator(Separator):
                 batch = -batch
             batch = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
         with times.stage("network"):
-            out = self.backend.separate_waveforms(batch)  # (N, S, window, 2)
+            out = self.backend.separate_waveforms(batch).numpy()  # (N, S, window, 2)
         if variant.swap:
-            out = out.flip(-1)
+            out = out[..., ::-1]
         if variant.invert:
             out = -out
         out = out * np.float32(std) + np.float32(mean)
-        kept = torch.zeros_like(out)
+        kept = np.zeros_like(out)
         for i, c in enumerate(indices):  # centre trim: the segment's own samples first
             first, n = geo.trim_of(c, total), geo.length(c, total)
             kept[i, :, :n] = out[i, :, first:first + n]

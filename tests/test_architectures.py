@@ -219,7 +219,8 @@ def test_every_architecture_exports_with_parity(tmp_path, architecture, runtime)
     model on every runtime that reads them."""
     from export.exporters import export_onnx, export_torchscript
     from export.parity import check_artifact
-    from separation import Separator, TorchBackend, load_backend
+    from separation import Separator, load_backend
+    from separation.torch_backends import TorchBackend
     from tests.helpers import music_like
 
     model = _tiny(architecture)

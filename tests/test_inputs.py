@@ -10,7 +10,8 @@ import soundfile as sf
 
 from core.audio import AudioError, ResampleWarning, StemWriter, open_mixture, read_mixture
 from core.constants import SOURCES
-from separation import Separator, TorchBackend, separate_file
+from separation import Separator, separate_file
+from separation.torch_backends import TorchBackend
 from tests.helpers import REPO_ROOT, music_like
 
 

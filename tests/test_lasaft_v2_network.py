@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from models.config import ConfigError
-from models.lasaft_v2 import LasaftV2Config, LasaftV2Net, spec2spec_state_dict
+from models.lasaft_v2 import LasaftV2Config
+from models.lasaft_v2.network import LasaftV2Net, spec2spec_state_dict
 from tests.helpers import REFERENCE_DIR, randomize, require
 
 FIXTURE_DIR = REFERENCE_DIR / "lasaft_v2_light"

@@ -1,5 +1,6 @@
 """LASAFT-Net-v2 (``ws-choi/LASAFT-Net-v2``) spec2spec network and its configuration."""
 from .config import SOURCES, LasaftV2Config
-from .network import LasaftV2Net, spec2spec_state_dict
 
-__all__ = ["SOURCES", "LasaftV2Config", "LasaftV2Net", "spec2spec_state_dict"]
+# The network (``.network``: LasaftV2Net, spec2spec_state_dict) is not imported here: the registry
+# reads the configuration, and the exported-model path must not import torch.
+__all__ = ["SOURCES", "LasaftV2Config"]

@@ -21,9 +21,9 @@ import torch
 from core.constants import SAMPLE_RATE, SOURCES
 
 from ..config import ConfigError
+from ..formats import UMX_SEPARATOR_FILE, looks_like_umx_folder
 from .network import UmxConfig, UmxNetwork
 
-SEPARATOR_FILE = "separator.json"
 
 
 class UmxError(ConfigError):
@@ -42,11 +42,6 @@ class UmxModel:
     @property
     def config(self) -> UmxConfig:
         return next(iter(self.networks.values())).cfg
-
-
-def looks_like_umx_folder(path: str | os.PathLike[str]) -> bool:
-    """True for a folder holding Open-Unmix's ``separator.json``."""
-    return (Path(path) / SEPARATOR_FILE).is_file()
 
 
 def _read_json(path: Path) -> Mapping[str, Any]:
@@ -107,7 +102,7 @@ def _load_target(folder: Path, target: str, n_fft: int, channels: int) -> UmxNet
     cfg = _network_config(state, args, meta)
     if cfg.nb_bins != n_fft // 2 + 1 or cfg.nb_channels != channels:
         raise UmxError(f"{meta}: nfft {2 * (cfg.nb_bins - 1)} / {cfg.nb_channels} channels do not match "
-                       f"{SEPARATOR_FILE} (nfft {n_fft}, {channels} channels)")
+                       f"{UMX_SEPARATOR_FILE} (nfft {n_fft}, {channels} channels)")
     network = UmxNetwork(cfg)
     expected = network.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -128,9 +123,9 @@ def load_umx_folder(path: str | os.PathLike[str]) -> UmxModel:
     """Read an Open-Unmix model folder with all four of the kit's targets."""
     folder = Path(path)
     if not folder.is_dir():
-        raise UmxError(f"{folder} is not a folder (an Open-Unmix model is a folder with {SEPARATOR_FILE})")
-    sep = _read_json(folder / SEPARATOR_FILE)
-    where = folder / SEPARATOR_FILE
+        raise UmxError(f"{folder} is not a folder (an Open-Unmix model is a folder with {UMX_SEPARATOR_FILE})")
+    sep = _read_json(folder / UMX_SEPARATOR_FILE)
+    where = folder / UMX_SEPARATOR_FILE
     n_fft, hop, channels = (_int_field(sep, k, where) for k in ("nfft", "nhop", "nb_channels"))
     rate = sep.get("sample_rate")
     if rate != SAMPLE_RATE:
