@@ -56,6 +56,9 @@ class Separator:
         self.geometry = geometry_for(self.window_spec)
         self.windows_per_batch = windows_per_batch
         self.sources = SOURCES
+        #: The degradation ladder's reduced rung: the same model at a gated approximate precision
+        #: (set by the predictor when one runs natively here), for windows the exact pass cannot reach.
+        self.reduced_backend: Backend | None = None
 
     #: Whether one pass (a window, every target) has a fixed cost worth caching per machine.
     calibrates = True
@@ -143,7 +146,10 @@ class Separator:
         with times.stage("stft"):
             spec = self.spectral.to_spec(batch)
         with times.stage("network"):
-            out_spec = self.backend.separate_spec(spec)  # (N, S, 4, T, F)
+            backend = self.reduced_backend if variant.reduced else self.backend
+            if backend is None:
+                raise ValueError("a reduced-precision pass was asked, but this separator has no reduced backend")
+            out_spec = backend.separate_spec(spec)  # (N, S, 4, T, F)
         with times.stage("istft"):
             n_win, n_src = out_spec.shape[:2]
             audio = self.spectral.to_audio(out_spec.reshape((n_win * n_src,) + tuple(out_spec.shape[2:])))

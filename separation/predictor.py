@@ -22,9 +22,10 @@ from core.constants import SAMPLE_RATE, SOURCES
 
 from . import load_separator, separate_file
 from .calibration import cached_pass_seconds, calibration_key, pass_seconds, remember_pass_seconds
+from .loading import choose_backend, load_backend
 from .music_demixing import MusicDemixingPredictor
-from .engine import StageTimes
-from .precision import check_gate
+from .engine import Separator, StageTimes
+from .precision import PrecisionRefused, check_gate
 from .settings import MARGIN_FIXED_S, WHOLE_COMMAND_MARGIN_FIXED_S, PredictorSettings
 from .timebudget import DeadlineController
 
@@ -42,6 +43,9 @@ class KitPredictor(MusicDemixingPredictor):
         self.calibration: str | None = None
         self._calibration_key: str | None = None  # set when the first window is to measure the cost
         self.gate: str | None = None
+        #: The ladder's reduced rung: its precision and measured pass cost, or why there is none.
+        self.reduced_pass_seconds: float | None = None
+        self.reduced_rung = "none"
         #: When set, the next track's budget counts from this ``time.monotonic()`` instant instead of
         #: from its call (``separate`` sets it to the process start: the whole command is timed).
         self.next_track_started: float | None = None
@@ -82,6 +86,38 @@ class KitPredictor(MusicDemixingPredictor):
         elif s.budgeted:
             # Plan with this machine's measured speed (cached per machine and model), never an assumed one.
             self.pass_seconds, self.calibration = pass_seconds(separator, path, s.calibration_cache)
+        if s.budgeted:
+            self.reduced_rung = self._setup_reduced_rung(path)
+
+    #: The approximate precision the degradation ladder may fall back to before mixture/4.
+    LADDER_PRECISION = "bf16"
+
+    def _setup_reduced_rung(self, path: Path) -> str:
+        """Load the same model at :data:`LADDER_PRECISION` for windows the exact pass cannot reach,
+        when this machine runs it natively and its quality gate passed; returns what was decided."""
+        separator, s = self.separator, self.settings
+        if type(separator) is not Separator or separator.backend.choice.precision != "fp32":
+            return "none: the separator runs one precision"
+        choice = choose_backend(path, s.backend, self.LADDER_PRECISION)
+        if choice.precision != self.LADDER_PRECISION:
+            return "none: " + "; ".join(choice.notes or (f"the {choice.backend} backend runs fp32 only",))
+        try:
+            gate = check_gate(path, choice.precision)
+        except PrecisionRefused as exc:
+            return f"none: {exc}"
+        backend, _ = load_backend(path, choice.backend, s.threads, precision=choice.precision, choice=choice,
+                                  compile_cache=s.compile_cache)
+        reduced = Separator(backend, separator.spectral.window)
+        if self.next_track_started is not None:  # the budget already runs: remembered figures only
+            seconds = cached_pass_seconds(calibration_key(reduced, path), s.calibration_cache)
+            if seconds is None:
+                return (f"none: no remembered {choice.precision} pass cost on this machine (a budgeted run in grader "
+                        "mode or the evaluator measures it)")
+        else:
+            seconds, _ = pass_seconds(reduced, path, s.calibration_cache)
+        separator.reduced_backend = backend
+        self.reduced_pass_seconds = seconds
+        return f"{choice.precision} on {choice.backend}, {seconds:.2f} s per pass (gate: {gate})"
 
     def describe(self) -> dict[str, Any]:
         """The settings that ran, and what the loaded model is (for reports)."""
@@ -91,6 +127,7 @@ class KitPredictor(MusicDemixingPredictor):
             info.update(architecture=self.separator.architecture.name, backend=backend.name,
                         precision=backend.choice.precision, backend_choice=backend.choice.describe(),
                         quality_gate=self.gate, pass_seconds=self.pass_seconds, calibration=self.calibration,
+                        reduced_rung=self.reduced_rung,
                         **self.separator.describe())
         return info
 
@@ -178,7 +215,8 @@ class KitPredictor(MusicDemixingPredictor):
         margin = s.margin_fraction * limit + (WHOLE_COMMAND_MARGIN_FIXED_S if whole_command else MARGIN_FIXED_S)
         extras = self.separator.extras() if s.extras else ()
         return DeadlineController(deadline=started + limit - margin, pass_seconds=self.pass_seconds,
-                                  extras=extras, limit_s=limit, margin_s=margin, started=started)
+                                  extras=extras, limit_s=limit, margin_s=margin, started=started,
+                                  reduced_pass_seconds=self.reduced_pass_seconds)
 
     def _learn(self, controller: DeadlineController) -> None:
         """Remember the first pass a track measured when no figure was known (a warm-up pass: an

@@ -6,10 +6,12 @@ plans from a measured cost per pass (one window, all targets) and the time left:
 1. every window gets the exact single pass first, as long as it can finish;
 2. spare time buys *extras*, test-time variants of the same window whose outputs are averaged
    with the plain pass, in the order of :func:`extras_for`;
-3. when time runs short, extras are dropped first; a window whose plain pass cannot finish
-   gets the fallback estimate (mixture / 4, no network); a network call that overruns its
-   share of the budget is abandoned (it runs in a worker thread) and that window and every
-   later one get the fallback, so the call returns before the deadline whatever happens.
+3. when time runs short, extras are dropped first; a window whose exact pass cannot finish gets
+   the *reduced* pass when the separator has one (a gated approximate precision, e.g. bf16 on a
+   CPU that runs it natively) and it can finish; a window that no pass can reach in time gets
+   the fallback estimate (mixture / 4, no network); a network call that overruns its share of
+   the budget is abandoned (it runs in a worker thread) and that window and every later one get
+   the fallback, so the call returns before the deadline whatever happens.
 
 Every decision is recorded; :meth:`DeadlineController.report` says what was planned, what was
 done and how much margin was left.
@@ -31,15 +33,19 @@ class Variant:
 
     ``shift`` (samples, ``|shift| <= trim``) moves the window, so STFT frames fall elsewhere;
     ``swap`` exchanges left and right; ``invert`` flips the polarity. Outputs are mapped back.
+    ``reduced``: the plain window on the separator's reduced-precision backend.
     """
 
     name: str
     shift: int = 0
     swap: bool = False
     invert: bool = False
+    reduced: bool = False
 
 
 PLAIN = Variant("plain")
+#: The degradation ladder's rung between the exact pass and the fallback.
+REDUCED = Variant("reduced", reduced=True)
 
 
 def extras_for(hop: int) -> tuple[Variant, ...]:
@@ -72,14 +78,18 @@ class DeadlineController:
     ``safety``: factor on the cost estimate when deciding whether something still fits.
     ``fallback_seconds``: reserve per window that may still need the fallback estimate.
     ``started``: when the budget began (default: now), e.g. the process start for a whole command.
+    ``reduced_pass_seconds``: measured cost of one pass on the reduced-precision backend, or None
+    when the separator has no such rung.
     """
 
     def __init__(self, deadline: float, pass_seconds: float | None, extras: tuple[Variant, ...] = (),
                  max_extras: int | None = None, safety: float = 1.3, fallback_seconds: float = 0.05,
                  clock: Callable[[], float] = time.monotonic, limit_s: float | None = None,
-                 margin_s: float | None = None, started: float | None = None) -> None:
+                 margin_s: float | None = None, started: float | None = None,
+                 reduced_pass_seconds: float | None = None) -> None:
         self.deadline = deadline
         self.estimate: float | None = None if pass_seconds is None else max(pass_seconds, 1e-4)
+        self.reduced_estimate = None if reduced_pass_seconds is None else max(reduced_pass_seconds, 1e-4)
         self.initial_estimate = self.estimate
         self.first_pass_seconds: float | None = None  # the first pass measured during this track
         self.extras = tuple(extras)
@@ -107,6 +117,9 @@ class DeadlineController:
         """Variants to try for window ``index`` (empty: use the fallback)."""
         remaining = n_windows - index
         left = self.time_left(remaining - 1)
+        if (self.abandoned_at is None and self.out_of_time_at is None and self.estimate is not None
+                and left < self.estimate and self.reduced_estimate is not None and left >= self.reduced_estimate):
+            return [REDUCED]  # the exact pass cannot finish, the reduced one can
         if self.abandoned_at is not None or self.out_of_time_at is not None or left < (self.estimate or 0.0):
             if self.out_of_time_at is None:
                 self.out_of_time_at = index  # from here on every window gets the fallback
@@ -117,7 +130,8 @@ class DeadlineController:
         per_window = left / (remaining * self.estimate * self.safety)
         n_extra = max(0, min(self.max_extras, int(math.floor(per_window)) - 1))
         if self.planned is None:
-            self.planned = {"pass_seconds_estimate": self.estimate, "windows": n_windows,
+            self.planned = {"pass_seconds_estimate": self.estimate, "reduced_pass_seconds_estimate": self.reduced_estimate,
+                            "windows": n_windows,
                             "extras_per_window": n_extra, "extras": [v.name for v in self.extras[:n_extra]],
                             "expected_seconds": n_windows * (1 + n_extra) * self.estimate}
         return [PLAIN, *self.extras[:n_extra]]
@@ -132,14 +146,17 @@ class DeadlineController:
         done: list[str] = []
         for variant in self.plan(index, n_windows):
             left = self.time_left(n_windows - index - 1)
-            if variant is not PLAIN and left < (self.estimate or 0.0) * self.safety * (n_windows - index):
+            if variant not in (PLAIN, REDUCED) and left < (self.estimate or 0.0) * self.safety * (n_windows - index):
                 break  # an extra would eat into a later window's plain pass
             started = self.clock()
             out = self._call_with_timeout(compute, variant, timeout=left)
             if out is None:
                 self.abandoned_at = index
                 break
-            self._update_estimate(self.clock() - started)
+            if variant.reduced:
+                self.reduced_estimate = max(self.reduced_estimate or 0.0, self.clock() - started)
+            else:
+                self._update_estimate(self.clock() - started)
             results.append(out)
             done.append(variant.name)
         if results:
@@ -193,11 +210,14 @@ class DeadlineController:
         """What was planned, what was done, and the margin left (seconds)."""
         now = self.clock()
         fallback = [r.index for r in self.records if r.fallback]
+        reduced = [r.index for r in self.records if r.variants == [REDUCED.name]]
         extras_done = sum(max(0, len(r.variants) - 1) for r in self.records)
         degraded = []
         planned_extras = (self.planned or {}).get("extras_per_window", 0)
         if any(0 < len(r.variants) < 1 + planned_extras for r in self.records):
             degraded.append("extras dropped on some windows")
+        if reduced:
+            degraded.append(f"{len(reduced)} window(s) got the reduced-precision pass: {reduced}")
         if fallback:
             degraded.append(f"{len(fallback)} window(s) got the mixture/4 fallback: {fallback}")
         if self.abandoned_stage is not None:
@@ -209,7 +229,7 @@ class DeadlineController:
             "planned": self.planned or {"pass_seconds_estimate": self.initial_estimate, "windows": 0},
             "done": {"windows": len(self.records), "extras_done": extras_done,
                      "variants_per_window": [r.variants for r in self.records],
-                     "fallback_windows": fallback, "abandoned_at": self.abandoned_at,
+                     "fallback_windows": fallback, "reduced_windows": reduced, "abandoned_at": self.abandoned_at,
                      "final_pass_seconds_estimate": self.estimate},
             "stages_s": dict(self.stages),
             "wall_s": now - self.started,

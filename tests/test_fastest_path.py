@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.constants import SOURCES
 from core.files import sha256_file
 from models import DEFAULT_CHECKPOINT, DEFAULT_MODEL
 from models.registry import get
@@ -120,6 +121,41 @@ def test_reduced_precision_without_native_support_runs_exact_and_says_so(cpu_onl
 def _sets(mean: float) -> dict:
     return {"demo": {"per_source": {"bass": mean, "drums": mean, "other": mean, "vocals": mean},
                      "mean_delta_db": mean, "songs": 4}}
+
+
+def test_the_ladder_has_a_reduced_rung_only_where_a_gated_precision_runs_natively(tmp_path, tiny_onnx, cpu_only,
+                                                                                   monkeypatch):
+    """extras -> exact -> reduced -> mixture/4 through the predictor. Without native bf16 (this
+    CPU) or without a passing gate there is no rung, and the report says why. With both (bf16
+    declared native here; OpenVINO then keeps f32, so the numbers stay comparable), the rung is
+    loaded and measured at setup, and windows whose exact pass cannot fit get it."""
+    import soundfile as sf
+
+    settings = PredictorSettings(model=str(tiny_onnx), budget=BudgetRule.fixed(60.0), cache_dir=None, extras=False)
+    predictor = KitPredictor(settings)
+    predictor.prediction_setup()
+    assert predictor.separator.reduced_backend is None and predictor.reduced_rung.startswith("none: ")
+    monkeypatch.setattr(loading, "_native_bf16", lambda: True)
+    predictor = KitPredictor(settings)
+    predictor.prediction_setup()
+    assert "quality gate was never measured" in predictor.describe()["reduced_rung"]
+    record_gate(tiny_onnx, "bf16", _sets(-0.05), 1.4, {"cpu": "test"})
+    predictor = KitPredictor(settings)
+    predictor.prediction_setup()
+    assert predictor.describe()["reduced_rung"].startswith("bf16 on openvino")
+    assert predictor.separator.reduced_backend.precision == "bf16" and predictor.reduced_pass_seconds > 0
+    mixture = tmp_path / "mix.wav"
+    sf.write(mixture, music_like(3 * predictor.separator.geometry.step), 44100, subtype="FLOAT")
+    exact = {s: tmp_path / f"exact_{s}.wav" for s in SOURCES}
+    predictor.prediction(str(mixture), *(str(exact[s]) for s in ("bass", "drums", "other", "vocals")))
+    assert predictor.last_budget_report["done"]["reduced_windows"] == []  # the exact pass fits: no rung
+    predictor.pass_seconds = 1000.0  # as if the exact pass could never fit in the minute
+    rung = {s: tmp_path / f"rung_{s}.wav" for s in SOURCES}
+    predictor.prediction(str(mixture), *(str(rung[s]) for s in ("bass", "drums", "other", "vocals")))
+    done = predictor.last_budget_report["done"]
+    assert done["reduced_windows"] == [0, 1, 2] and done["fallback_windows"] == []
+    for s in SOURCES:
+        assert np.abs(sf.read(rung[s], dtype="float32")[0] - sf.read(exact[s], dtype="float32")[0]).max() <= 1e-6
 
 
 def test_the_quality_gate_refuses_unmeasured_lossy_slow_or_stale_precisions(tmp_path):

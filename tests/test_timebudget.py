@@ -112,6 +112,33 @@ def test_a_call_that_overruns_is_abandoned_before_the_deadline(tiny_network):
     assert np.isfinite(out).all() and out.shape == (4, 3 * STEP, 2)
 
 
+def test_the_reduced_rung_takes_windows_the_exact_pass_cannot_reach(tiny_network):
+    """extras -> exact -> reduced -> mixture/4: with 1.2 s for four windows of a 0.5-s exact pass, the
+    exact pass runs while it fits, then the 0.1-s reduced pass (here the same network, so its windows
+    must equal the exact output), and no window falls back."""
+    audio = music_like(4 * STEP, seed=6)
+    sep = Separator(SlowBackend(TorchBackend(tiny_network), [0.5]))
+    sep.reduced_backend = SlowBackend(TorchBackend(tiny_network), [0.1])
+    out, report, elapsed = _run(sep, audio, budget_s=1.2, pass_s=0.5, max_extras=0, reduced_pass_seconds=0.1)
+    assert elapsed < 1.2
+    variants, reduced = report["done"]["variants_per_window"], report["done"]["reduced_windows"]
+    assert variants[0] == ["plain"] and reduced and reduced == list(range(reduced[0], 4))
+    assert report["done"]["fallback_windows"] == [] and "reduced-precision pass" in report["degradation"]
+    plain = np.stack(list(Separator(TorchBackend(tiny_network)).separate(audio).values()))
+    np.testing.assert_allclose(out, plain, atol=1e-6)
+
+
+def test_without_time_for_any_pass_the_reduced_rung_falls_back_too():
+    controller = DeadlineController(deadline=100.0, pass_seconds=2.0, reduced_pass_seconds=1.0, clock=lambda: 99.5)
+    assert controller.plan(0, 1) == []  # 0.5 s left: neither pass fits
+    controller = DeadlineController(deadline=100.0, pass_seconds=2.0, reduced_pass_seconds=1.0, clock=lambda: 98.5)
+    assert [v.name for v in controller.plan(0, 1)] == ["reduced"]
+    controller = DeadlineController(deadline=100.0, pass_seconds=2.0, reduced_pass_seconds=1.0, clock=lambda: 90.0)
+    assert [v.name for v in controller.plan(0, 1)][0] == "plain"  # the exact pass whenever it fits
+    controller = DeadlineController(deadline=100.0, pass_seconds=2.0, clock=lambda: 98.5)
+    assert controller.plan(0, 1) == []  # no rung: the fallback
+
+
 def test_predictor_plans_with_a_measured_speed_and_reports(tmp_path, tiny_ckpt):
     import soundfile as sf
 
