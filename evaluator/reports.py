@@ -194,7 +194,8 @@ def _settings_line(result: RunResult, settings: EvalSettings) -> str:
         return (f"architecture {ran['architecture']}, backend {ran['backend']}, precision "
                 f"{ran.get('precision', 'fp32')}{f' ({choice})' if choice else ''}, "
                 f"threads {ran['threads'] or 'all available'}, predictor's own budget plan: {budget}, "
-                f"extras {'on' if ps.extras else 'off'}")
+                f"extras {'on' if ps.extras else 'off'}"
+                + (f", reduced-precision rung {ran['reduced_rung']}" if ran.get("reduced_rung") else ""))
     return (f"backend {ps.backend or 'auto'}, precision {ps.precision}, "
             f"predictor's own budget plan: {budget}")
 

@@ -85,39 +85,19 @@ def _fields(buf: bytes, pos: int, end: int):
     for fixed-width fields, ``buf[a:b]`` are their bytes. Nothing is copied.
     """
     while pos < end:
-        # Tag: a varint, one byte for field numbers below 16.
-        byte = buf[pos]
-        pos += 1
-        if byte < 0x80:
-            tag = byte
-        else:
-            tag, pos = _varint_rest(buf, pos, end, byte)
+        tag, pos = _varint(buf, pos, end, "tag")
         field, wire = tag >> 3, tag & 7
         if field == 0:
             raise _Malformed("field number 0")
         if wire == _LEN:
-            if pos >= end:
-                raise _Malformed("truncated length")
-            byte = buf[pos]
-            pos += 1
-            if byte < 0x80:
-                length = byte
-            else:
-                length, pos = _varint_rest(buf, pos, end, byte)
+            length, pos = _varint(buf, pos, end, "length")
             stop = pos + length
             if stop > end:
                 raise _Malformed(f"field {field} runs {stop - end} bytes past the end of its message")
             yield field, wire, pos, stop
             pos = stop
         elif wire == _VARINT:
-            if pos >= end:
-                raise _Malformed("truncated varint")
-            byte = buf[pos]
-            pos += 1
-            if byte < 0x80:
-                value = byte
-            else:
-                value, pos = _varint_rest(buf, pos, end, byte)
+            value, pos = _varint(buf, pos, end, "varint")
             yield field, wire, value, pos
         elif wire == _I64 or wire == _I32:
             stop = pos + (8 if wire == _I64 else 4)
@@ -129,6 +109,16 @@ def _fields(buf: bytes, pos: int, end: int):
             raise _Malformed(f"group wire type {wire} (field {field}) is not used by ONNX")
         else:
             raise _Malformed(f"unknown wire type {wire} (field {field})")
+
+
+def _varint(buf: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
+    """(value, position after it) of the varint at ``pos``; one byte is the common case."""
+    if pos >= end:
+        raise _Malformed(f"truncated {what}")
+    byte = buf[pos]
+    if byte < 0x80:
+        return byte, pos + 1
+    return _varint_rest(buf, pos + 1, end, byte)
 
 
 def _varint_rest(buf: bytes, pos: int, end: int, first: int) -> tuple[int, int]:

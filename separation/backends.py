@@ -21,6 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from core.constants import N_SOURCES
+from core.signal_stack import signal_stack_kept
 from models.artifact import (INPUT_CONDITION, INPUT_FEATURES, INPUT_SPEC, METADATA_KEY, OUTPUT_SPEC, OUTPUT_STEM,
                              feature_names, parse_metadata)
 from models.onnx_file import read_onnx_header
@@ -316,7 +317,8 @@ class OpenVinoBackend(_OnnxFileBackend):
         if request is None:
             model = self._halves[half].clone()
             model.reshape({name: list(shape) for name, shape in shapes.items()})
-            request = self._core.compile_model(model, self.device, self._properties).create_infer_request()
+            with signal_stack_kept():  # the plugin's own signal stack dies with the model (core.signal_stack)
+                request = self._core.compile_model(model, self.device, self._properties).create_infer_request()
             self._requests[key] = request
         return request
 

@@ -43,9 +43,9 @@ class KitPredictor(MusicDemixingPredictor):
         self.calibration: str | None = None
         self._calibration_key: str | None = None  # set when the first window is to measure the cost
         self.gate: str | None = None
-        #: The ladder's reduced rung: its precision and measured pass cost, or why there is none.
+        #: Under a budget, the ladder's reduced rung: its precision and pass cost, or why there is none.
         self.reduced_pass_seconds: float | None = None
-        self.reduced_rung = "none"
+        self.reduced_rung: str | None = None
         #: When set, the next track's budget counts from this ``time.monotonic()`` instant instead of
         #: from its call (``separate`` sets it to the process start: the whole command is timed).
         self.next_track_started: float | None = None

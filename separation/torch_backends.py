@@ -29,7 +29,21 @@ def _as_network_input(features: Features) -> torch.Tensor | tuple[torch.Tensor, 
     return tensors if len(tensors) > 1 else tensors[0]
 
 
-class TorchBackend(StemBodyBackend):
+class _TorchModuleBackend(StemBodyBackend):
+    """Runs ``self.module``'s ``stem`` and ``body`` (an eager network or a TorchScript module)."""
+
+    module: torch.nn.Module
+
+    @torch.inference_mode()
+    def stem(self, spec: np.ndarray) -> Features:
+        return _as_arrays(self.module.stem(torch.from_numpy(np.ascontiguousarray(spec))))
+
+    @torch.inference_mode()
+    def body(self, features: Features, condition: np.ndarray) -> np.ndarray:
+        return self.module.body(_as_network_input(features), torch.from_numpy(condition)).numpy()
+
+
+class TorchBackend(_TorchModuleBackend):
     """Eager PyTorch on the loaded network (optionally with conv-BatchNorm folding)."""
 
     name = "torch"
@@ -39,20 +53,12 @@ class TorchBackend(StemBodyBackend):
         super().__init__(architecture or get(network.architecture_name), share_stem, items_per_call)
         if fold_bn:
             network = fold_batchnorm(network)
-        self.network = network.eval()
+        self.network = self.module = network.eval()
         self.config = network.cfg
         self.masking = network.masking
 
-    @torch.inference_mode()
-    def stem(self, spec: np.ndarray) -> Features:
-        return _as_arrays(self.network.stem(torch.from_numpy(np.ascontiguousarray(spec))))
 
-    @torch.inference_mode()
-    def body(self, features: Features, condition: np.ndarray) -> np.ndarray:
-        return self.network.body(_as_network_input(features), torch.from_numpy(condition)).numpy()
-
-
-class TorchScriptBackend(StemBodyBackend):
+class TorchScriptBackend(_TorchModuleBackend):
     """A TorchScript artifact from ``python -m export`` (methods ``stem`` and ``body``)."""
 
     name = "torchscript"
@@ -69,11 +75,3 @@ class TorchScriptBackend(StemBodyBackend):
         super().__init__(architecture, share_stem, items_per_call)
         self.masking = self.config.spec_est_mode == "masking"
         self.module.eval()
-
-    @torch.inference_mode()
-    def stem(self, spec: np.ndarray) -> Features:
-        return _as_arrays(self.module.stem(torch.from_numpy(np.ascontiguousarray(spec))))
-
-    @torch.inference_mode()
-    def body(self, features: Features, condition: np.ndarray) -> np.ndarray:
-        return self.module.body(_as_network_input(features), torch.from_numpy(condition)).numpy()
