@@ -48,7 +48,7 @@ def check_artifact(model: LoadedModel, path: str | os.PathLike[str], backend: st
     spectral = Spectral(cfg.n_fft, cfg.hop_length, model.window)
     audio = torch.from_numpy(parity_signal(model.architecture.window_spec(cfg).window))[None]
     artifact, window = load_backend(path, backend)
-    if not np.array_equal(np.asarray(window), model.window.numpy()):
+    if not np.array_equal(window, model.window.numpy()):
         raise ParityError(f"{path}: the embedded STFT window differs from the checkpoint's")
     with torch.inference_mode():
         spec = spectral.to_spec(audio).numpy()

@@ -143,6 +143,19 @@ def _expect(field: int, wire: int, expected: int, message: str) -> None:
         raise _Malformed(f"{message} field {field} has wire type {wire}, expected {expected}")
 
 
+# The length-delimited fields each message's walk descends into (numbers in the module docstring).
+_MODEL_PARTS = frozenset({7, 14, 20, 25})
+_ENTRY_PARTS = frozenset({1, 2})
+_NAME_PART = frozenset({1})
+_GRAPH_PARTS = frozenset({1, 5, 15})
+_MAIN_GRAPH_PARTS = _GRAPH_PARTS | {11, 12}
+_NODE_PARTS = frozenset({5})
+_ATTRIBUTE_PARTS = frozenset({5, 6, 10, 11, 22, 23})
+_FUNCTION_PARTS = frozenset({7, 11})
+_TRAINING_PARTS = frozenset({1, 2})
+_SPARSE_PARTS = frozenset({1, 2})
+
+
 class _Walker:
     """One pass over a ModelProto's bytes, collecting the facts of :class:`OnnxHeader`."""
 
@@ -152,27 +165,31 @@ class _Walker:
         self.inputs: list[str] = []
         self.outputs: list[str] = []
 
+    def parts(self, a: int, b: int, message: str, fields: frozenset[int]):
+        """Yield ``(field, start, stop)`` of the length-delimited ``fields`` of the ``message``
+        in ``buf[a:b]`` (any other wire type for them is malformed); other fields are skipped."""
+        for field, wire, c, d in _fields(self.buf, a, b):
+            if field in fields:
+                _expect(field, wire, _LEN, message)
+                yield field, c, d
+
     def model(self) -> OnnxHeader:
         buf = self.buf
         if not buf:
             raise _Malformed("empty file")
         metadata: dict[str, str] = {}
         has_graph = False
-        for field, wire, a, b in _fields(buf, 0, len(buf)):
+        for field, c, d in self.parts(0, len(buf), "ModelProto", _MODEL_PARTS):
             if field == 7:
-                _expect(field, wire, _LEN, "ModelProto")
                 has_graph = True
-                self.graph(a, b, depth=0, main=True)
+                self.graph(c, d, depth=0, main=True)
             elif field == 14:
-                _expect(field, wire, _LEN, "ModelProto")
-                key, value = self.string_entry(a, b)
+                key, value = self.string_entry(c, d)
                 metadata[key] = value
             elif field == 20:
-                _expect(field, wire, _LEN, "ModelProto")
-                self.training_info(a, b)
-            elif field == 25:
-                _expect(field, wire, _LEN, "ModelProto")
-                self.function(a, b)
+                self.training_info(c, d)
+            else:  # 25
+                self.function(c, d)
         if not has_graph:
             raise _Malformed("no graph")
         return OnnxHeader(
@@ -190,82 +207,59 @@ class _Walker:
 
     def string_entry(self, a: int, b: int) -> tuple[str, str]:
         """A StringStringEntryProto: (key, value), "" for an absent one."""
-        key = value = ""
-        for field, wire, c, d in _fields(self.buf, a, b):
-            if field == 1:
-                _expect(field, wire, _LEN, "StringStringEntryProto")
-                key = self.text(c, d)
-            elif field == 2:
-                _expect(field, wire, _LEN, "StringStringEntryProto")
-                value = self.text(c, d)
-        return key, value
+        entry = {1: "", 2: ""}
+        for field, c, d in self.parts(a, b, "StringStringEntryProto", _ENTRY_PARTS):
+            entry[field] = self.text(c, d)
+        return entry[1], entry[2]
 
     def value_info_name(self, a: int, b: int) -> str:
         name = ""
-        for field, wire, c, d in _fields(self.buf, a, b):
-            if field == 1:
-                _expect(field, wire, _LEN, "ValueInfoProto")
-                name = self.text(c, d)
+        for _, c, d in self.parts(a, b, "ValueInfoProto", _NAME_PART):
+            name = self.text(c, d)
         return name
 
     def graph(self, a: int, b: int, depth: int, main: bool = False) -> None:
         if depth > _MAX_GRAPH_DEPTH:
             raise _Malformed(f"graphs nested more than {_MAX_GRAPH_DEPTH} deep")
-        for field, wire, c, d in _fields(self.buf, a, b):
+        for field, c, d in self.parts(a, b, "GraphProto", _MAIN_GRAPH_PARTS if main else _GRAPH_PARTS):
             if field == 1:
-                _expect(field, wire, _LEN, "GraphProto")
                 self.node(c, d, depth)
             elif field == 5:
-                _expect(field, wire, _LEN, "GraphProto")
                 self.tensor(c, d)
             elif field == 15:
-                _expect(field, wire, _LEN, "GraphProto")
                 self.sparse_tensor(c, d)
-            elif main and field == 11:
-                _expect(field, wire, _LEN, "GraphProto")
+            elif field == 11:
                 self.inputs.append(self.value_info_name(c, d))
-            elif main and field == 12:
-                _expect(field, wire, _LEN, "GraphProto")
+            else:  # 12
                 self.outputs.append(self.value_info_name(c, d))
 
     def node(self, a: int, b: int, depth: int) -> None:
-        for field, wire, c, d in _fields(self.buf, a, b):
-            if field == 5:
-                _expect(field, wire, _LEN, "NodeProto")
-                self.attribute(c, d, depth)
+        for _, c, d in self.parts(a, b, "NodeProto", _NODE_PARTS):
+            self.attribute(c, d, depth)
 
     def attribute(self, a: int, b: int, depth: int) -> None:
-        for field, wire, c, d in _fields(self.buf, a, b):
-            if field == 5 or field == 10:  # t, tensors
-                _expect(field, wire, _LEN, "AttributeProto")
+        for field, c, d in self.parts(a, b, "AttributeProto", _ATTRIBUTE_PARTS):
+            if field in (5, 10):  # t, tensors
                 self.tensor(c, d)
-            elif field == 6 or field == 11:  # g, graphs
-                _expect(field, wire, _LEN, "AttributeProto")
+            elif field in (6, 11):  # g, graphs
                 self.graph(c, d, depth + 1)
-            elif field == 22 or field == 23:  # sparse_tensor, sparse_tensors
-                _expect(field, wire, _LEN, "AttributeProto")
+            else:  # 22, 23: sparse_tensor, sparse_tensors
                 self.sparse_tensor(c, d)
 
     def function(self, a: int, b: int) -> None:
-        for field, wire, c, d in _fields(self.buf, a, b):
+        for field, c, d in self.parts(a, b, "FunctionProto", _FUNCTION_PARTS):
             if field == 7:
-                _expect(field, wire, _LEN, "FunctionProto")
                 self.node(c, d, depth=0)
-            elif field == 11:
-                _expect(field, wire, _LEN, "FunctionProto")
+            else:  # 11: attribute defaults
                 self.attribute(c, d, depth=0)
 
     def training_info(self, a: int, b: int) -> None:
-        for field, wire, c, d in _fields(self.buf, a, b):
-            if field == 1 or field == 2:  # initialization, algorithm
-                _expect(field, wire, _LEN, "TrainingInfoProto")
-                self.graph(c, d, depth=0)
+        for _, c, d in self.parts(a, b, "TrainingInfoProto", _TRAINING_PARTS):  # initialization, algorithm
+            self.graph(c, d, depth=0)
 
     def sparse_tensor(self, a: int, b: int) -> None:
-        for field, wire, c, d in _fields(self.buf, a, b):
-            if field == 1 or field == 2:  # values, indices
-                _expect(field, wire, _LEN, "SparseTensorProto")
-                self.tensor(c, d)
+        for _, c, d in self.parts(a, b, "SparseTensorProto", _SPARSE_PARTS):  # values, indices
+            self.tensor(c, d)
 
     def tensor(self, a: int, b: int) -> None:
         """Record the tensor's name if it has external_data entries or data_location EXTERNAL."""

@@ -254,7 +254,7 @@ class OpenVinoBackend(_OnnxFileBackend):
 
     Each half is compiled for static input shapes, the window shape the engine sends at
     construction and any other shape on first use: with static shapes the plugin plans its
-    buffers ahead (measured on LightSAFT: 90 MiB less resident memory, same speed, same numbers).
+    buffers ahead (measured on LightSAFT: 84 MiB less resident memory, same speed, same numbers).
     """
 
     name = "openvino"
@@ -297,9 +297,9 @@ class OpenVinoBackend(_OnnxFileBackend):
 
     def _compile_for_one_window(self) -> None:
         """Compile both halves for what the engine sends first: one window, its targets in chunks."""
-        spec = self.window_spec_shape()
-        stem = self._request("stem", {INPUT_SPEC: spec})
-        items = 1 if not self.share_stem else min(self.items_per_call, self.n_sources)
+        items = min(self.items_per_call, self.n_sources)  # the body's batch (separate_spec's chunks)
+        batch, *rest = self.window_spec_shape()
+        stem = self._request("stem", {INPUT_SPEC: (batch if self.share_stem else items, *rest)})
         shapes = {name: (items, *tuple(out.get_shape())[1:])
                   for name, out in zip(self._feature_inputs, stem.model_outputs)}
         shapes[INPUT_CONDITION] = (items,)

@@ -50,11 +50,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def calibration_key(separator: Separator, model_path: str | os.PathLike[str]) -> str:
-    """What the measured cost depends on, hashed."""
+def calibration_key(separator: Separator, model_path: str | os.PathLike[str], precision: str | None = None) -> str:
+    """What the measured cost depends on, hashed; ``precision`` asks for the same separator's key
+    at another precision (what its backend would be loaded at) without loading it."""
     backend = separator.backend
     parts = {"kit": KIT_VERSION, "cpu": cpu_model(), "cpus": available_cpus(), "model": sha256_file(model_path),
-             "backend": backend.name, "precision": getattr(backend, "precision", "fp32"),
+             "backend": backend.name, "precision": precision or getattr(backend, "precision", "fp32"),
              "threads": getattr(backend, "threads", None), "window": separator.geometry.window,
              "step": separator.geometry.step}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]

@@ -51,7 +51,7 @@ class Separator:
         self.backend = backend
         self.architecture = backend.architecture
         self.config = cfg
-        self.spectral = Stft(cfg.n_fft, cfg.hop_length, None if window is None else np.asarray(window))
+        self.spectral = Stft(cfg.n_fft, cfg.hop_length, window)
         self.window_spec = self.architecture.window_spec(cfg)
         self.geometry = geometry_for(self.window_spec)
         self.windows_per_batch = windows_per_batch

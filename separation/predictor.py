@@ -105,16 +105,16 @@ class KitPredictor(MusicDemixingPredictor):
             gate = check_gate(path, choice.precision)
         except PrecisionRefused as exc:
             return f"none: {exc}"
-        backend, _ = load_backend(path, choice.backend, s.threads, precision=choice.precision, choice=choice,
-                                  compile_cache=s.compile_cache)
-        reduced = Separator(backend, separator.spectral.window)
-        if self.next_track_started is not None:  # the budget already runs: remembered figures only
-            seconds = cached_pass_seconds(calibration_key(reduced, path), s.calibration_cache)
+        seconds = None
+        if self.next_track_started is not None:  # the budget already runs: remembered figures only, asked first
+            seconds = cached_pass_seconds(calibration_key(separator, path, choice.precision), s.calibration_cache)
             if seconds is None:
                 return (f"none: no remembered {choice.precision} pass cost on this machine (a budgeted run in grader "
                         "mode or the evaluator measures it)")
-        else:
-            seconds, _ = pass_seconds(reduced, path, s.calibration_cache)
+        backend, _ = load_backend(path, choice.backend, s.threads, precision=choice.precision, choice=choice,
+                                  compile_cache=s.compile_cache)
+        if seconds is None:
+            seconds, _ = pass_seconds(Separator(backend, separator.spectral.window), path, s.calibration_cache)
         separator.reduced_backend = backend
         self.reduced_pass_seconds = seconds
         return f"{choice.precision} on {choice.backend}, {seconds:.2f} s per pass (gate: {gate})"

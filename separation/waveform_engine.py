@@ -34,13 +34,14 @@ class DemucsBackend(EagerModelBackend):
 
     model: DemucsModel
 
-    def separate_waveforms(self, batch: torch.Tensor) -> torch.Tensor:
-        """(N, window, 2) normalised mixture -> (N, 4, window, 2) in the kit's source order."""
+    def separate_waveforms(self, batch: np.ndarray) -> np.ndarray:
+        """(N, window, 2) float32 normalised mixture -> (N, 4, window, 2) in the kit's source order."""
         with torch.inference_mode():
-            out = self.model.network(batch.transpose(1, 2))  # (N, model sources, 2, window)
-        index = self.model.source_index
-        stems = [out[:, list(index[name])].sum(dim=1) for name in SOURCES]
-        return torch.stack(stems, dim=1).transpose(2, 3)
+            audio = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+            out = self.model.network(audio.transpose(1, 2))  # (N, model sources, 2, window)
+            index = self.model.source_index
+            stems = [out[:, list(index[name])].sum(dim=1) for name in SOURCES]
+            return torch.stack(stems, dim=1).transpose(2, 3).numpy()
 
 
 class WaveformSeparator(Separator):
@@ -95,9 +96,8 @@ class WaveformSeparator(Separator):
                 batch = batch[..., ::-1]
             if variant.invert:
                 batch = -batch
-            batch = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
         with times.stage("network"):
-            out = self.backend.separate_waveforms(batch).numpy()  # (N, S, window, 2)
+            out = self.backend.separate_waveforms(batch)  # (N, S, window, 2)
         if variant.swap:
             out = out[..., ::-1]
         if variant.invert:

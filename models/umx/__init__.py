@@ -5,7 +5,8 @@ Written from the published description of the model and the package's behaviour
 (../shared/reference/umx/README.md); the ``openunmix`` package itself is not needed.
 """
 from .filtering import wiener
-from .loading import UmxError, UmxModel, load_umx_folder, looks_like_umx_folder
+from ..formats import looks_like_umx_folder
+from .loading import UmxError, UmxModel, load_umx_folder
 from .network import UmxConfig, UmxNetwork
 
 __all__ = ["UmxConfig", "UmxError", "UmxModel", "UmxNetwork", "load_umx_folder", "looks_like_umx_folder", "wiener"]

@@ -21,9 +21,8 @@ import torch
 from core.constants import SAMPLE_RATE, SOURCES
 
 from ..config import ConfigError
-from ..formats import UMX_SEPARATOR_FILE, looks_like_umx_folder
+from ..formats import UMX_SEPARATOR_FILE
 from .network import UmxConfig, UmxNetwork
-
 
 
 class UmxError(ConfigError):
