@@ -166,6 +166,9 @@ class LaSAFTNet(LightSAFTNet):
     """
 
     architecture_name = "lasaft_v1"
+    #: The stem stops at the first encoder's TFC: v1's latent values are ``num_tdfs`` full feature
+    #: maps, too large to hand from stem to body (LightSAFT's are one map's worth).
+    stem_values = False
 
     @staticmethod
     def make_block(in_channels: int, cfg: LightSAFTConfig, n_freq: int) -> nn.Module:

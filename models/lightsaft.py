@@ -12,7 +12,7 @@ Structure (``n = n_blocks // 2``)::
 from __future__ import annotations
 
 import math
-from typing import Callable, List, Tuple
+from typing import Callable, List, Tuple, Union
 
 import torch
 from torch import nn
@@ -97,13 +97,20 @@ class LightSAFT(nn.Module):
         query = self.linear_query(embedding)
         return torch.softmax(torch.matmul(query, self.keys) * self.scale, dim=-1)
 
+    def values(self, x: torch.Tensor) -> torch.Tensor:
+        """Condition-free latent-source values: (B, C, T, F) -> (B, C, T, num_tdfs * bn), source-major."""
+        return self.LaSAFT_bn_layer(x)
+
+    def mix(self, values: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        """Attention-weighted latent sources, back to frequencies: (B, C, T, L*bn), (B, L) -> (B, C, T, F)."""
+        b, c, t, _ = values.shape
+        values = values.view(b, c * t, self.n_sources, self.bottleneck)
+        mixed = torch.matmul(attention.view(b, 1, 1, self.n_sources), values)  # (B, C*T, 1, bn)
+        return self.LaSIFT(mixed.view(b, c, t, self.bottleneck))
+
     def lasaft(self, x: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         """Residual branch: (B, C, T, F) and (B, num_tdfs) -> (B, C, T, F)."""
-        b, c, t, _ = x.shape
-        value = self.LaSAFT_bn_layer(x)  # (B, C, T, sources * bn), source-major
-        value = value.view(b, c * t, self.n_sources, self.bottleneck)
-        mixed = torch.matmul(attention.view(b, 1, 1, self.n_sources), value)  # (B, C*T, 1, bn)
-        return self.LaSIFT(mixed.view(b, c, t, self.bottleneck))
+        return self.mix(self.values(x), attention)
 
 
 class DenseControlBlock(nn.Module):
@@ -227,19 +234,33 @@ class LightSAFTNet(nn.Module):
         return torch.stack([blk.attention(embedding) for blk in blocks])
 
     # ------------------------------------------------------------------ forward
-    def stem(self, spec: torch.Tensor) -> torch.Tensor:
-        """Condition-free part: first_conv and the first encoder's TFC. (B,4,T,bins) -> (B,C,T,F)."""
-        return self.encoders[0].tfc(self.first_conv(spec))
+    #: Whether :meth:`stem` also returns the first encoder's latent values. They depend on the
+    #: spectrogram only, and their frequency Linear (F -> num_tdfs * bn, at the finest level) is the
+    #: costliest single layer of LightSAFT (13 % of a body pass): run once per window instead of
+    #: once per target. LaSAFT v1 turns it off: its values are num_tdfs full feature maps.
+    stem_values = True
 
-    def body(self, stem_out: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        """Everything after :meth:`stem`, for one condition per batch item. -> (B, 4, T, bins)."""
+    def stem(self, spec: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Condition-free part: first_conv, the first encoder's TFC and (with :attr:`stem_values`)
+        that encoder's latent values. (B,4,T,bins) -> ((B,C,T,F), (B,C,T,L*bn))."""
+        x = self.encoders[0].tfc(self.first_conv(spec))
+        if self.stem_values:
+            return x, self.encoders[0].values(x)
+        return (x,)
+
+    def body(self, features: Union[Tuple[torch.Tensor, ...], torch.Tensor], condition: torch.Tensor) -> torch.Tensor:
+        """Everything after :meth:`stem` (its tuple, or its first tensor alone), for one condition
+        per batch item. -> (B, 4, T, bins)."""
+        if isinstance(features, torch.Tensor):  # exporters pass a single feature map unwrapped
+            features = (features,)
         embedding, gammas, betas = self.conditioning(condition)
-        x = stem_out
+        x = features[0]
         skips: List[torch.Tensor] = []
         for i, (encoder, down) in enumerate(zip(self.encoders, self.downsamplings)):
             if i > 0:
                 x = encoder.tfc(x)
-            x = x + encoder.lasaft(x, encoder.attention(embedding))
+            values = features[1] if i == 0 and len(features) > 1 else encoder.values(x)
+            x = x + encoder.mix(values, encoder.attention(embedding))
             skips.append(x)
             x = down(x)
         x = self.mid_block.tfc(x)
@@ -263,10 +284,9 @@ class LightSAFTNet(nn.Module):
         """
         n_win = spec.shape[0]
         n_src = self.cfg.control_input_dim
-        stem = self.stem(spec)
-        stem = stem.repeat_interleave(n_src, dim=0)
+        features = tuple(f.repeat_interleave(n_src, dim=0) for f in self.stem(spec))
         condition = torch.arange(n_src, device=spec.device).repeat(n_win)
-        out = self.body(stem, condition)
+        out = self.body(features, condition)
         if self.masking:
             out = spec.repeat_interleave(n_src, dim=0) * out
         return out.view(n_win, n_src, out.shape[1], out.shape[2], out.shape[3])

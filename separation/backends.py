@@ -1,11 +1,11 @@
 """Inference backends: "given a batch of window spectrograms, return every source's spectrogram".
 
 Every backend runs the same two halves of the network: the condition-free *stem* once per
-window (LightSAFT: first conv and first TFC, ~17 % of the FLOPs; LASAFT-Net-v2: every encoder
-and the mid block), then the conditioned *body* once per (window, target) item. The stem's
-output is a tuple of tensors (the features the body needs). A backend knows nothing of
-windows, files or budgets, nor of which architecture it runs; adding one never touches the
-engine.
+window (LightSAFT: first conv, first TFC and that encoder's latent values, 34 % of the FLOPs;
+LASAFT-Net-v2: every encoder and the mid block), then the conditioned *body* once per (window,
+target) item. The stem's output is a tuple of tensors (the features the body needs). A backend
+knows nothing of windows, files or budgets, nor of which architecture it runs; adding one never
+touches the engine.
 
 Everything here works on numpy arrays and imports no torch: the exported-model path (ONNX
 Runtime, OpenVINO) starts without it. The eager and TorchScript backends live in
@@ -103,19 +103,28 @@ class StemBodyBackend:
         """Features of N items and their (N,) int64 targets -> (N, 4, T, bins) float32."""
         raise NotImplementedError
 
+    def _stem_for_this_call(self, spec: np.ndarray) -> Features:
+        """:meth:`stem` for :meth:`separate_spec`'s own use: the features need to stay valid only
+        until the next stem call, so a backend may hand out its own buffers instead of copies."""
+        return self.stem(spec)
+
     def separate_spec(self, spec: np.ndarray) -> np.ndarray:
         """(N, 4, T, bins) float32 window spectrograms -> (N, n_sources, 4, T, bins) float32."""
         n_win = spec.shape[0]
         n_src = self.n_sources
         out = np.empty((n_win, n_src) + tuple(spec.shape[1:]), dtype=np.float32)
         items = [(w, s) for w in range(n_win) for s in range(n_src)]
-        shared = self.stem(spec) if self.share_stem else None
+        shared = self._stem_for_this_call(spec) if self.share_stem else None
         for start in range(0, len(items), self.items_per_call):
             chunk = items[start:start + self.items_per_call]
             win_idx = np.array([w for w, _ in chunk])
             cond = np.array([s for _, s in chunk], dtype=np.int64)
-            features = (tuple(f[win_idx] for f in shared) if shared is not None
-                        else self.stem(spec[win_idx]))
+            if shared is None:
+                features = self._stem_for_this_call(spec[win_idx])
+            elif len(chunk) == 1:  # a view: the features of one item are not copied per call
+                features = tuple(f[win_idx[0]:win_idx[0] + 1] for f in shared)
+            else:
+                features = tuple(f[win_idx] for f in shared)
             result = self.body(features, cond)
             if self.masking:
                 result = spec[win_idx] * result
@@ -324,7 +333,9 @@ class OpenVinoBackend(_OnnxFileBackend):
 
     def _infer(self, half: str, feed: dict[str, np.ndarray]):
         request = self._request(half, {name: tuple(a.shape) for name, a in feed.items()})
-        result = request.infer(feed)
+        # Shared: the request reads the (contiguous) arrays in place and hands back views of its
+        # own output buffers, which the callers copy before the next call.
+        result = request.infer(feed, share_inputs=True, share_outputs=True)
         if self.counters is not None:
             for info in request.profiling_info:
                 key = (info.node_type, info.node_name)
@@ -332,9 +343,14 @@ class OpenVinoBackend(_OnnxFileBackend):
         return request, result
 
     def stem(self, spec: np.ndarray) -> Features:
-        request, result = self._infer("stem", {INPUT_SPEC: np.ascontiguousarray(spec)})
         # Copies: the request reuses its output buffers on the next call.
-        return tuple(np.array(result[out]) for out in request.model_outputs)
+        return tuple(np.array(f) for f in self._stem_for_this_call(spec))
+
+    def _stem_for_this_call(self, spec: np.ndarray) -> Features:
+        # Views of the stem request's output buffers (48 MiB less at LightSAFT's window than copies):
+        # only the next stem call overwrites them, and the body runs on its own request.
+        request, result = self._infer("stem", {INPUT_SPEC: np.ascontiguousarray(spec)})
+        return tuple(result[out] for out in request.model_outputs)
 
     def body(self, features: Features, condition: np.ndarray) -> np.ndarray:
         request, result = self._infer("body", self._body_feed(features, condition))

@@ -44,6 +44,19 @@ def test_network_output_matches_original(reference_model, spec_io):
     assert (shared - spec_io["output_spec"]).abs().max().item() <= SPEC_TOL
 
 
+def test_stem_values_are_what_the_body_computes_itself(reference_model, spec_io):
+    """The first encoder's latent values, computed once per window in the stem, are the ones
+    the body would compute from the stem's feature map for each target."""
+    net = reference_model.network
+    spec = spec_io["input_spec"].expand(4, -1, -1, -1)
+    with torch.inference_mode():
+        x, values = net.stem(spec)
+        shared = net.body((x, values), spec_io["conditions"])
+        own = net.body(x, spec_io["conditions"])  # no values given: encoder 0 computes them
+    assert values.shape == (4, 16, spec.shape[2], 16 * 64)  # (B, C, T, num_tdfs * bottleneck)
+    assert (shared - own).abs().max().item() <= 1e-6
+
+
 def test_conditioning_matches_original(reference_model, spec_io):
     net = reference_model.network
     with torch.inference_mode():
