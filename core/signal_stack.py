@@ -31,6 +31,7 @@ def _libc():
 
 
 _LIBC = _libc()
+_SS_DISABLE = 2  # <signal.h>
 
 
 def current_signal_stack() -> tuple[int, int, int] | None:
@@ -54,8 +55,6 @@ def signal_stack_kept() -> Iterator[None]:
     try:
         yield
     finally:
-        if known:
-            restore = _StackT(saved.ss_sp, saved.ss_flags, saved.ss_size)
-            if not saved.ss_sp:  # there was none: disable whatever was installed (SS_DISABLE = 2)
-                restore = _StackT(None, 2, 0)
+        if known:  # none before: disable whatever was installed
+            restore = saved if saved.ss_sp else _StackT(None, _SS_DISABLE, 0)
             _LIBC.sigaltstack(ctypes.byref(restore), None)

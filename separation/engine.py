@@ -56,12 +56,13 @@ class Separator:
         self.geometry = geometry_for(self.window_spec)
         self.windows_per_batch = windows_per_batch
         self.sources = SOURCES
-        #: The degradation ladder's reduced rung: the same model at a gated approximate precision
-        #: (set by the predictor when one runs natively here), for windows the exact pass cannot reach.
-        self.reduced_backend: Backend | None = None
 
     #: Whether one pass (a window, every target) has a fixed cost worth caching per machine.
     calibrates = True
+    #: The degradation ladder's reduced rung: the same model at a gated approximate precision
+    #: (set on an instance by the predictor when one runs natively here), for windows the exact
+    #: pass cannot reach; None: no such rung.
+    reduced_backend: Backend | None = None
 
     def extras(self) -> tuple[Variant, ...]:
         """Test-time extras a budget may buy for this architecture's windows, in order."""

@@ -117,10 +117,10 @@ class DeadlineController:
         """Variants to try for window ``index`` (empty: use the fallback)."""
         remaining = n_windows - index
         left = self.time_left(remaining - 1)
-        if (self.abandoned_at is None and self.out_of_time_at is None and self.estimate is not None
-                and left < self.estimate and self.reduced_estimate is not None and left >= self.reduced_estimate):
-            return [REDUCED]  # the exact pass cannot finish, the reduced one can
-        if self.abandoned_at is not None or self.out_of_time_at is not None or left < (self.estimate or 0.0):
+        stopped = self.abandoned_at is not None or self.out_of_time_at is not None
+        if stopped or left < (self.estimate or 0.0):
+            if not stopped and self.reduced_estimate is not None and left >= self.reduced_estimate:
+                return [REDUCED]  # the exact pass cannot finish, the reduced one can
             if self.out_of_time_at is None:
                 self.out_of_time_at = index  # from here on every window gets the fallback
             return []
@@ -130,8 +130,8 @@ class DeadlineController:
         per_window = left / (remaining * self.estimate * self.safety)
         n_extra = max(0, min(self.max_extras, int(math.floor(per_window)) - 1))
         if self.planned is None:
-            self.planned = {"pass_seconds_estimate": self.estimate, "reduced_pass_seconds_estimate": self.reduced_estimate,
-                            "windows": n_windows,
+            self.planned = {"pass_seconds_estimate": self.estimate,
+                            "reduced_pass_seconds_estimate": self.reduced_estimate, "windows": n_windows,
                             "extras_per_window": n_extra, "extras": [v.name for v in self.extras[:n_extra]],
                             "expected_seconds": n_windows * (1 + n_extra) * self.estimate}
         return [PLAIN, *self.extras[:n_extra]]

@@ -56,7 +56,6 @@ class WaveformSeparator(Separator):
         self.geometry = SegmentGeometry(backend.model.segment_samples, overlap)
         self.windows_per_batch = 1
         self.sources = SOURCES
-        self.reduced_backend = None  # eager fp32 only: no reduced rung
         self._stats = (0.0, 1.0)
 
     def extras(self) -> tuple[Variant, ...]:
